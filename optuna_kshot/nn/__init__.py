@@ -1,0 +1,36 @@
+"""Torch networks of the built-in spaces: supernets and stand-alone subnets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from ..space import SearchSpace
+from ..spaces import ChainSpace, NB201Space
+from .chain import ChainNetwork
+from .nb201 import NB201Network
+
+__all__ = ["ChainNetwork", "NB201Network", "build_supernet", "build_subnet"]
+
+
+def _network_class(space: SearchSpace) -> type[ChainNetwork] | type[NB201Network]:
+    if isinstance(space, ChainSpace):
+        return ChainNetwork
+    if isinstance(space, NB201Space):
+        return NB201Network
+    raise TypeError(
+        f"No built-in network for {type(space).__name__}; pass your own supernet module "
+        "(called as supernet(x, arch), with an export(arch) method) instead."
+    )
+
+
+def build_supernet(space: SearchSpace) -> nn.Module:
+    """A one-shot supernet of a built-in space: one weight set per (layer, op)."""
+    return _network_class(space).supernet(space)
+
+
+def build_subnet(space: SearchSpace, arch: Mapping[str, Any]) -> nn.Module:
+    """A freshly initialised stand-alone ``nn.Module`` of one arch."""
+    return _network_class(space).subnet(space, arch)

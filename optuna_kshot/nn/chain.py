@@ -1,0 +1,95 @@
+"""Chain networks (layer-wise MobileNetV2-style and NAS-Bench-Macro spaces).
+
+One class serves as supernet (every op of every layer, called as ``net(x, arch)``) and as stand-alone subnet
+(one op per layer, called as ``net(x)``), so an exported subnet is the same code path with fewer modules.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..spaces import ChainSpace, LayerSpec, parse_op
+from .ops import ConvBN, MBConv
+
+__all__ = ["ChainNetwork"]
+
+
+def _build_op(layer: LayerSpec, op: str, width: float) -> nn.Module:
+    ke = parse_op(op)
+    if ke is None:
+        return ConvBN(layer.in_channels, layer.out_channels, 1, layer.stride, act=False) if layer.reshapes \
+            else nn.Identity()
+    return MBConv(layer.in_channels, layer.out_channels, ke[0], layer.hidden_channels(op, width), layer.stride)
+
+
+class ChainNetwork(nn.Module):
+    """Stem, searchable layers, head. Build with :meth:`supernet` or :meth:`subnet`."""
+
+    def __init__(self, space: ChainSpace, layers: list[dict[str, nn.Module]]) -> None:
+        super().__init__()
+        self.space = space
+        self.stem = ConvBN(space.in_channels, space.stem_channels, 3, space.stem_stride)
+        self.layers = nn.ModuleList(nn.ModuleDict(ops) for ops in layers)
+        last = space.layers[-1].out_channels if space.layers else space.stem_channels
+        self.head = ConvBN(last, space.head_channels, 1) if space.head_channels else nn.Identity()
+        self.classifier = nn.Linear(space.head_channels or last, space.num_classes)
+
+    @classmethod
+    def supernet(cls, space: ChainSpace) -> ChainNetwork:
+        """Every op of every layer at its widest."""
+        return cls(space, [
+            {op: _build_op(layer, op, max(layer.widths) if layer.widths else 1.0) for op in layer.ops}
+            for layer in space.layers
+        ])
+
+    @classmethod
+    def subnet(cls, space: ChainSpace, arch: Mapping[str, Any]) -> ChainNetwork:
+        """A freshly initialised stand-alone network of one arch."""
+        arch = space.validate(arch)
+        return cls(space, [
+            {op: _build_op(layer, op, width)} for layer, (op, width) in zip(space.layers, space.layer_ops(arch))
+        ])
+
+    @property
+    def is_subnet(self) -> bool:
+        return all(len(ops) == 1 for ops in self.layers)
+
+    def forward(self, x: torch.Tensor, arch: Mapping[str, Any] | None = None) -> torch.Tensor:
+        x = self.stem(x)
+        if arch is None:
+            if not self.is_subnet:
+                raise TypeError("This is a supernet: call it as supernet(x, arch).")
+            for ops in self.layers:
+                x = next(iter(ops.values()))(x)
+        else:
+            arch = self.space.validate(arch)
+            for ops, spec, (op, width) in zip(self.layers, self.space.layers, self.space.layer_ops(arch)):
+                if op not in ops:
+                    raise ValueError(f"This network has no op {op!r} in that layer (it holds {list(ops)!r}).")
+                module = ops[op]
+                x = module(x, spec.hidden_channels(op, width)) if isinstance(module, MBConv) else module(x)
+        x = self.head(x)
+        return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    @torch.no_grad()
+    def export(self, arch: Mapping[str, Any]) -> ChainNetwork:
+        """The arch's subnet with copies of this supernet's weights (sliced to the chosen widths)."""
+        arch = self.space.validate(arch)
+        out = ChainNetwork.__new__(ChainNetwork)
+        nn.Module.__init__(out)
+        out.space = self.space
+        out.stem = copy.deepcopy(self.stem)
+        layers = []
+        for ops, spec, (op, width) in zip(self.layers, self.space.layers, self.space.layer_ops(arch)):
+            module = ops[op]
+            layers.append({op: module.export(spec.hidden_channels(op, width)) if isinstance(module, MBConv)
+                           else copy.deepcopy(module)})
+        out.layers = nn.ModuleList(nn.ModuleDict(ops) for ops in layers)
+        out.head = copy.deepcopy(self.head)
+        out.classifier = copy.deepcopy(self.classifier)
+        return out

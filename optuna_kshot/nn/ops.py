@@ -1,0 +1,131 @@
+"""Building blocks shared by supernets and stand-alone subnets.
+
+Each elastic block knows how to cut out its own static version (``export``), so exporting a subnet is a walk
+over the module tree, and the static version computes exactly what the block computes for that choice.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ConvBN", "MBConv", "ReLUConvBN", "ResidualReduction", "AvgPool3x3"]
+
+
+class ConvBN(nn.Sequential):
+    """Bias-free conv + BN (+ optional ReLU6), 'same' padding for odd kernels."""
+
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int = 1, *, groups: int = 1, act: bool = True
+    ) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(c_out),
+        ]
+        if act:
+            layers.append(nn.ReLU6(inplace=False))
+        super().__init__(*layers)
+
+
+def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, c: int) -> torch.Tensor:
+    """BN over the first ``c`` channels of ``bn`` (its running statistics slices are updated in place)."""
+    if c == bn.num_features:
+        return bn(x)
+    training = bn.training or bn.running_mean is None
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.momentum is None and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(bn.num_batches_tracked)
+    return F.batch_norm(
+        x,
+        None if bn.running_mean is None else bn.running_mean[:c],
+        None if bn.running_var is None else bn.running_var[:c],
+        bn.weight[:c],
+        bn.bias[:c],
+        training,
+        momentum,
+        bn.eps,
+    )
+
+
+class MBConv(nn.Module):
+    """Inverted residual: 1x1 expand + BN + ReLU6, KxK depthwise (stride) + BN + ReLU6, 1x1 project + BN.
+
+    ``forward(x, hidden)`` may use only the first ``hidden`` expanded channels (channel search).
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, hidden: int, stride: int) -> None:
+        super().__init__()
+        self.c_in, self.c_out, self.kernel, self.hidden, self.stride = c_in, c_out, kernel, hidden, stride
+        self.expand = ConvBN(c_in, hidden, 1)
+        self.depthwise = ConvBN(hidden, hidden, kernel, stride, groups=hidden)
+        self.project = ConvBN(hidden, c_out, 1, act=False)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor, hidden: int | None = None) -> torch.Tensor:
+        if hidden is None or hidden == self.hidden:
+            out = self.project(self.depthwise(self.expand(x)))
+        else:
+            out = self._sliced(x, hidden)
+        return out + x if self.residual else out
+
+    def _sliced(self, x: torch.Tensor, c: int) -> torch.Tensor:
+        if not 1 <= c <= self.hidden:
+            raise ValueError(f"MBConv has {self.hidden} hidden channels, so it cannot use {c}.")
+        conv, bn = self.expand[0], self.expand[1]
+        y = F.relu6(_bn(F.conv2d(x, conv.weight[:c]), bn, c))
+        conv, bn = self.depthwise[0], self.depthwise[1]
+        y = F.conv2d(y, conv.weight[:c], None, self.stride, self.kernel // 2, 1, c)
+        y = F.relu6(_bn(y, bn, c))
+        conv, bn = self.project[0], self.project[1]
+        return bn(F.conv2d(y, conv.weight[:, :c]))
+
+    @torch.no_grad()
+    def export(self, hidden: int | None = None) -> MBConv:
+        """A static MBConv with the first ``hidden`` expanded channels and copies of their weights."""
+        c = self.hidden if hidden is None else hidden
+        out = MBConv(self.c_in, self.c_out, self.kernel, c, self.stride).to(self.project[0].weight.device)
+        src = self.state_dict()
+        dst = out.state_dict()
+        for name, value in dst.items():
+            s = src[name]
+            if s.dim() == 0:
+                value.copy_(s)
+            elif name.startswith("project.0."):
+                value.copy_(s[:, :c])
+            elif name.startswith("project."):
+                value.copy_(s)
+            else:
+                value.copy_(s[:c])
+        return out
+
+
+class ReLUConvBN(nn.Sequential):
+    """NAS-Bench-201's conv op: ReLU, bias-free conv, BN."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class AvgPool3x3(nn.AvgPool2d):
+    def __init__(self) -> None:
+        super().__init__(3, stride=1, padding=1, count_include_pad=False)
+
+
+class ResidualReduction(nn.Module):
+    """NAS-Bench-201's reduction block: two ReLUConvBN 3x3 (the first with stride 2) plus a
+    2x2 average pool + 1x1 conv shortcut."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.conv_b(self.conv_a(x))

@@ -1,0 +1,58 @@
+"""Built-in search spaces and their persistence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..space import Choice, SearchSpace
+from ._chain import MACRO_OPS, ChainSpace, LayerSpec, MacroSpace, layerwise_space, macro_space, parse_op
+from ._nb201 import NB201_EDGES, NB201_OPS, NB201Space, nb201_space
+
+__all__ = [
+    "ChainSpace", "LayerSpec", "MacroSpace", "NB201Space", "layerwise_space", "macro_space", "nb201_space",
+    "space_from_config", "build_space", "count_macs", "count_flops", "count_params", "parse_op",
+    "MACRO_OPS", "NB201_OPS", "NB201_EDGES", "SPACE_KINDS",
+]
+
+SPACE_KINDS = {"layerwise": layerwise_space, "macro": macro_space, "nb201": nb201_space}
+
+
+def build_space(kind: str, **kwargs: Any) -> SearchSpace:
+    """A built-in space by name (``layerwise``, ``macro``, ``nb201``) with its keyword arguments."""
+    if kind not in SPACE_KINDS:
+        raise ValueError(f"Unknown space {kind!r}; the built-in spaces are {sorted(SPACE_KINDS)!r}.")
+    return SPACE_KINDS[kind](**kwargs)
+
+
+def space_from_config(config: Mapping[str, Any]) -> SearchSpace:
+    """Rebuild a space from :meth:`SearchSpace.to_config` (as stored in checkpoints and exported specs)."""
+    config = dict(config)
+    kind = config.pop("kind", None)
+    if kind == "custom":
+        return SearchSpace([Choice(name, tuple(options)) for name, options in config["choices"]])
+    if kind == "layerwise" and config.get("stages") is not None:
+        config["stages"] = tuple(tuple(s) for s in config["stages"])
+    return build_space(kind, **config)
+
+
+def _counter(space: SearchSpace, what: str) -> Any:
+    fn = getattr(space, what, None)
+    if fn is None:
+        raise TypeError(f"{type(space).__name__} has no analytic {what[6:]} count; only built-in spaces do.")
+    return fn
+
+
+def count_macs(space: SearchSpace, arch: Mapping[str, Any]) -> int:
+    """Multiply-accumulates of one image's forward pass through the arch's subnet (conv + linear)."""
+    return int(_counter(space, "count_macs")(arch))
+
+
+def count_flops(space: SearchSpace, arch: Mapping[str, Any]) -> int:
+    """FLOPs as ``torch.utils.flop_counter.FlopCounterMode`` counts them: ``2 * MACs``."""
+    return 2 * count_macs(space, arch)
+
+
+def count_params(space: SearchSpace, arch: Mapping[str, Any]) -> int:
+    """Trainable parameters of the arch's stand-alone subnet."""
+    return int(_counter(space, "count_params")(arch))
