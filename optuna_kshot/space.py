@@ -133,6 +133,9 @@ class SearchSpace:
         unknown = [k for k in arch if k not in self._by_name]
         if unknown:
             raise ValueError(f"Unknown choices {unknown!r}; this space has {list(self.names)!r}.")
+        for c in self._choices:
+            if c.name in arch:
+                c.index(arch[c.name])
         missing = [n for n in self.names if n not in arch]
         if missing:
             raise ValueError(f"The arch misses choices {missing!r}.")

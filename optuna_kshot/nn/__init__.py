@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..space import SearchSpace
@@ -12,7 +14,18 @@ from ..spaces import ChainSpace, NB201Space
 from .chain import ChainNetwork
 from .nb201 import NB201Network
 
-__all__ = ["ChainNetwork", "NB201Network", "build_supernet", "build_subnet"]
+__all__ = ["ChainNetwork", "NB201Network", "build_supernet", "build_subnet", "seeded"]
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Seed torch's RNG for weight initialisation inside the block only; the caller's RNG state is restored."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _network_class(space: SearchSpace) -> type[ChainNetwork] | type[NB201Network]:
@@ -26,11 +39,13 @@ def _network_class(space: SearchSpace) -> type[ChainNetwork] | type[NB201Network
     )
 
 
-def build_supernet(space: SearchSpace) -> nn.Module:
-    """A one-shot supernet of a built-in space: one weight set per (layer, op)."""
-    return _network_class(space).supernet(space)
+def build_supernet(space: SearchSpace, *, seed: int | None = None) -> nn.Module:
+    """A one-shot supernet of a built-in space: one weight set per (layer, op), initialised from ``seed``."""
+    with seeded(seed):
+        return _network_class(space).supernet(space)
 
 
-def build_subnet(space: SearchSpace, arch: Mapping[str, Any]) -> nn.Module:
-    """A freshly initialised stand-alone ``nn.Module`` of one arch."""
-    return _network_class(space).subnet(space, arch)
+def build_subnet(space: SearchSpace, arch: Mapping[str, Any], *, seed: int | None = None) -> nn.Module:
+    """A freshly initialised stand-alone ``nn.Module`` of one arch, initialised from ``seed``."""
+    with seeded(seed):
+        return _network_class(space).subnet(space, arch)

@@ -1,0 +1,166 @@
+"""Scoring archs: arch -> validation accuracy and loss under a supernet.
+
+An arch is scored on its own subnet, cut out of the supernet (weights copied, merged for K-shot), with BN
+statistics recalibrated on a fixed set of training batches. Scoring never writes to the supernet, so several
+threads can score at once (``study.optimize(n_jobs=2)``), and the exported subnet reproduces the score exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import ArrayDataset
+from .space import SearchSpace
+from .training import resolve_device
+
+__all__ = ["Score", "SupernetEvaluator", "recalibrate_bn", "evaluate_model", "BN_MODES"]
+
+_logger = logging.getLogger(__name__)
+BN_MODES = ("recalibrate", "batch")
+
+
+@dataclass(frozen=True)
+class Score:
+    """What scoring an arch gives."""
+
+    accuracy: float
+    loss: float
+    seconds: float
+    key: str
+    extra: Mapping[str, Any]
+
+
+def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """Reset every BN's running statistics and re-estimate them as the exact average over ``batches``
+    (train-mode forwards, cumulative averaging); returns the model in eval mode."""
+    layers = _bn_layers(model)
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    for x in batches:
+        model(x)
+    for bn in layers:
+        bn.momentum = 0.1
+    return model.eval()
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module, data: ArrayDataset, *, batch_size: int = 256, device: str | torch.device | None = None,
+    batch_stats: bool = False,
+) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of a plain model on a dataset; ``batch_stats`` uses each batch's own
+    BN statistics instead of the running ones."""
+    device = resolve_device(device)
+    model.eval()
+    if batch_stats:
+        for bn in _bn_layers(model):
+            bn.train()
+            bn.momentum = 0.0
+    correct = 0
+    loss = 0.0
+    for x, y in data.batches(batch_size, device=device):
+        logits = model(x)
+        loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    n = len(data)
+    return correct / n, loss / n
+
+
+class SupernetEvaluator:
+    """Scores archs with a trained supernet; deterministic, cached by arch key, thread-safe.
+
+    Args:
+        supernet: called as ``supernet(x, arch)`` with an ``export(arch)`` method returning the subnet.
+        space: the space archs come from.
+        train: training split; the first ``calib_batches`` batches of a seeded permutation recalibrate BN.
+        val: the split scored (validation, never test).
+        bn_mode: ``"recalibrate"`` (default) or ``"batch"`` (each validation batch's own statistics).
+        cache: keep scores by arch key.
+    """
+
+    def __init__(
+        self,
+        supernet: nn.Module,
+        space: SearchSpace,
+        train: ArrayDataset,
+        val: ArrayDataset,
+        *,
+        calib_batches: int = 10,
+        batch_size: int = 256,
+        bn_mode: str = "recalibrate",
+        device: str | torch.device | None = None,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> None:
+        if bn_mode not in BN_MODES:
+            raise ValueError(f"`bn_mode` must be one of {list(BN_MODES)!r}, but got {bn_mode!r}.")
+        if not isinstance(calib_batches, int) or calib_batches < 1:
+            raise ValueError(f"`calib_batches` must be a positive int, but got {calib_batches!r}.")
+        if not hasattr(supernet, "export"):
+            raise TypeError("The supernet needs an export(arch) method that returns the arch's subnet.")
+        self.device = resolve_device(device)
+        self.supernet = supernet.to(self.device).eval()
+        self.space = space
+        self.val = val
+        self.batch_size = batch_size
+        self.bn_mode = bn_mode
+        generator = torch.Generator().manual_seed(seed)
+        n = min(len(train), calib_batches * batch_size)
+        index = torch.randperm(len(train), generator=generator)[:n]
+        calib = train.subset(index)
+        self.train = train
+        self._calib = [x for x, _ in calib.batches(batch_size, device=self.device)]
+        self._cache: dict[str, Score] = {}
+        self._lock = threading.Lock()
+        self.use_cache = cache
+
+    def subnet(self, arch: Mapping[str, Any]) -> nn.Module:
+        """The arch's subnet with this evaluator's BN calibration (what :meth:`score` evaluates)."""
+        arch = self.space.validate(arch)
+        with torch.no_grad():
+            subnet = self.supernet.export(arch).to(self.device)
+        if self.bn_mode == "recalibrate":
+            recalibrate_bn(subnet, self._calib)
+        return subnet.eval()
+
+    def score(self, arch: Mapping[str, Any]) -> Score:
+        """Accuracy and loss of ``arch`` on the validation split (cached by key)."""
+        key = self.space.key(arch)
+        if self.use_cache:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+        start = time.perf_counter()
+        subnet = self.subnet(arch)
+        accuracy, loss = evaluate_model(
+            subnet, self.val, batch_size=self.batch_size, device=self.device, batch_stats=self.bn_mode == "batch"
+        )
+        extra_fn = getattr(self.supernet, "describe_arch", None)
+        extra = dict(extra_fn(arch)) if extra_fn is not None else {}
+        result = Score(accuracy, loss, time.perf_counter() - start, key, extra)
+        if self.use_cache:
+            with self._lock:
+                result = self._cache.setdefault(key, result)
+        return result
+
+    __call__ = score
+
+    def score_many(self, archs: Sequence[Mapping[str, Any]]) -> list[Score]:
+        """Score several archs in one call (duplicates are scored once)."""
+        return [self.score(a) for a in archs]

@@ -1,0 +1,269 @@
+"""One training loop for every supernet kind (and for stand-alone subnets).
+
+What differs between kinds is passed in: the path sampler decides which archs a step trains on its batch, and
+a supernet may define ``auxiliary_step(x, y, rng)`` (K-shot's simplex-net turn) and ``parameters_to_train()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import ArrayDataset
+from .sampling import PathSampler
+
+__all__ = ["TrainConfig", "TrainResult", "EpochRecord", "TrainingDiverged", "train_supernet", "resolve_device"]
+
+_logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` means CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"`device` must name a torch device such as 'cpu' or 'cuda:0', but got {device!r}.") from e
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training budget and optimiser settings (SGD with Nesterov momentum, cosine schedule per step).
+
+    The budget is ``epochs`` passes over the training split, or, when ``budget_images`` is set, that many
+    training images seen (every path of a multi-path step counts), which is how supernet kinds are compared.
+    """
+
+    epochs: int = 5
+    budget_images: int | None = None
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    grad_clip: float | None = 5.0
+    seed: int = 0
+    checkpoint_every_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+            if value is None and allow_none:
+                return
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int, but got {value!r}.")
+
+        positive_int("epochs", self.epochs)
+        positive_int("budget_images", self.budget_images, True)
+        positive_int("batch_size", self.batch_size)
+        positive_int("checkpoint_every_steps", self.checkpoint_every_steps, True)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"`lr` must be a positive finite number, but got {self.lr!r}.")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"`momentum` must be in [0, 1), but got {self.momentum!r}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"`weight_decay` must be >= 0, but got {self.weight_decay!r}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"`label_smoothing` must be in [0, 1), but got {self.label_smoothing!r}.")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"`grad_clip` must be positive or None, but got {self.grad_clip!r}.")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    step: int
+    images: int
+    loss: float
+    accuracy: float
+    lr: float
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochRecord]
+    steps: int
+    images: int
+    seconds: float
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _optimizer(params: Sequence[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
+    )
+
+
+def _plan(data: ArrayDataset, config: TrainConfig, paths_per_step: int) -> tuple[int, int]:
+    steps_per_epoch = data.num_batches(config.batch_size, drop_last=True)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"The training split has {len(data)} images, fewer than one batch of {config.batch_size}."
+        )
+    if config.budget_images is not None:
+        total = max(1, math.ceil(config.budget_images / (config.batch_size * paths_per_step)))
+    else:
+        total = config.epochs * steps_per_epoch
+    return steps_per_epoch, total
+
+
+def train_supernet(
+    model: nn.Module,
+    data: ArrayDataset,
+    config: TrainConfig = TrainConfig(),
+    *,
+    sampler: PathSampler,
+    device: str | torch.device | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    callbacks: Sequence[Callable[[EpochRecord, nn.Module], None]] = (),
+    metadata: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` (called as ``model(x, arch)``) on the archs ``sampler`` picks, step by step.
+
+    Each step samples its archs, runs each on the same batch, accumulates gradients and steps once. Parameters
+    of ops off the step's paths have no gradient, so SGD gives them no weight-decay or momentum update.
+
+    Args:
+        checkpoint: file written (atomically) after every epoch, and every ``config.checkpoint_every_steps``.
+            When it exists and ``resume`` is true, training continues from it and ends with the same weights as
+            an uninterrupted run with the same seed.
+        callbacks: called after every epoch with the epoch's record and the model (e.g. dashboard plots).
+        metadata: stored in the checkpoint (space config, supernet kind and options); a checkpoint whose
+            metadata differs is refused on resume.
+
+    Raises:
+        TrainingDiverged: the loss became NaN/inf; the last checkpoint written before is kept.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"`config` must be a TrainConfig, but got {type(config).__name__}.")
+    device = resolve_device(device)
+    model.to(device)
+    paths_per_step = len(sampler.sample(np.random.default_rng(0)))
+    steps_per_epoch, total_steps = _plan(data, config, paths_per_step)
+    params_fn = getattr(model, "parameters_to_train", None)
+    params = list(params_fn() if params_fn is not None else model.parameters())
+    optimizer = _optimizer(params, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    rng = np.random.default_rng(config.seed)
+    metadata = dict(metadata or {})
+    history: list[EpochRecord] = []
+    step = images = 0
+    elapsed = 0.0
+
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if ckpt_path is not None and resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, space_config=metadata.get("space"), map_location=device)
+        stored = {k: state.get(k) for k in metadata if k != "space"}
+        if stored != {k: v for k, v in metadata.items() if k != "space"} or state.get("config") != asdict(config):
+            raise CheckpointError(
+                f"Checkpoint {str(ckpt_path)!r} belongs to another run (its settings differ from this one's); "
+                "pass another checkpoint path or resume=False to start over."
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        step, images, elapsed = state["step"], state["images"], state["seconds"]
+        history = [EpochRecord(**r) for r in state["history"]]
+        _logger.info("Resumed from %s at step %d of %d.", ckpt_path, step, total_steps)
+
+    def write_checkpoint() -> None:
+        if ckpt_path is None:
+            return
+        save_checkpoint(ckpt_path, {
+            **metadata, "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state, "step": step, "images": images,
+            "seconds": elapsed, "history": [asdict(r) for r in history], "complete": step >= total_steps,
+        })
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="training", unit="step", leave=False)
+    aux = getattr(model, "auxiliary_step", None)
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    try:
+        for epoch in range(step // steps_per_epoch, n_epochs):
+            model.train()
+            start = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            seen = 0
+            extra: dict[str, float] = {}
+            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+            batches = data.batches(config.batch_size, shuffle=True, generator=generator, device=device,
+                                   drop_last=True, start=step - epoch * steps_per_epoch)
+            for x, y in batches:
+                if step >= total_steps:
+                    break
+                archs = sampler.sample(rng)
+                optimizer.zero_grad(set_to_none=True)
+                for arch in archs:
+                    logits = model(x, arch)
+                    loss = criterion(logits, y)
+                    if not torch.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"The training loss became {loss.item()} at step {step} (epoch {epoch}); "
+                            + (f"the last good checkpoint {str(ckpt_path)!r} is kept; " if ckpt_path else "")
+                            + "lower the learning rate or enable gradient clipping."
+                        )
+                    loss.backward()
+                    loss_sum += loss.detach() * len(y)
+                    correct += (logits.detach().argmax(1) == y).sum()
+                    seen += len(y)
+                if config.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                if aux is not None:
+                    for k, v in aux(x, y, rng, step=step, total_steps=total_steps).items():
+                        extra[k] = v
+                step += 1
+                images += len(y) * len(archs)
+                bar.update(1)
+                if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+                    now = time.perf_counter()
+                    elapsed, start = elapsed + now - start, now
+                    write_checkpoint()
+            elapsed += time.perf_counter() - start
+            record = EpochRecord(
+                epoch=epoch, step=step, images=images, loss=float(loss_sum) / max(seen, 1),
+                accuracy=float(correct) / max(seen, 1), lr=float(scheduler.get_last_lr()[0]),
+                seconds=round(elapsed, 3), extra=extra,
+            )
+            history.append(record)
+            _logger.info(
+                "epoch %d: loss %.4f, train accuracy %.4f, lr %.4g, %d images, %.1f s",
+                epoch, record.loss, record.accuracy, record.lr, images, elapsed,
+            )
+            bar.set_postfix(loss=f"{record.loss:.3f}", acc=f"{record.accuracy:.3f}")
+            write_checkpoint()
+            for callback in callbacks:
+                callback(record, model)
+    finally:
+        bar.close()
+    return TrainResult(history=history, steps=step, images=images, seconds=elapsed)

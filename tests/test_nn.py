@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from optuna_kshot import build_subnet, build_supernet, layerwise_space, macro_space, nb201_space
+from optuna_kshot.nn.ops import MBConv
+
+
+def spaces():
+    return [
+        layerwise_space(width_mult=0.25, widths=(0.5, 0.75, 1.0), resolution=16, in_channels=1),
+        macro_space(width_mult=0.125, resolution=16),
+        nb201_space(channels=4, cells_per_stage=1, resolution=16),
+    ]
+
+
+@pytest.mark.parametrize("space", spaces(), ids=lambda s: s.kind)
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_export_equals_supernet_path(space, train_mode):
+    supernet = build_supernet(space, seed=0)
+    supernet.train(train_mode)
+    x = torch.randn(4, space.in_channels, 16, 16)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        arch = space.sample(rng)
+        subnet = supernet.export(arch).train(train_mode)
+        with torch.no_grad():
+            torch.testing.assert_close(subnet(x), supernet(x, arch), rtol=0, atol=1e-5)
+        # The exported subnet is the stand-alone network of that arch with the supernet's weights.
+        fresh = build_subnet(space, arch)
+        assert fresh.state_dict().keys() == subnet.state_dict().keys()
+        fresh.load_state_dict(subnet.state_dict())
+
+
+@pytest.mark.parametrize("space", spaces(), ids=lambda s: s.kind)
+def test_supernet_refuses_bad_arch_and_missing_arch(space):
+    supernet = build_supernet(space)
+    x = torch.randn(1, space.in_channels, 16, 16)
+    with pytest.raises(TypeError, match="supernet\\(x, arch\\)"):
+        supernet(x)
+    arch = space.sample(0)
+    arch[space.names[0]] = "conv9x9"
+    with pytest.raises(ValueError, match="not one of its options"):
+        supernet(x, arch)
+
+
+def test_seeded_build_is_deterministic_and_leaves_global_rng_alone():
+    space = macro_space(width_mult=0.125, resolution=16)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = build_supernet(space, seed=5)
+    after = torch.rand(1)
+    b = build_supernet(space, seed=5)
+    assert torch.equal(before, after)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_mbconv_channel_slicing_matches_export():
+    op = MBConv(8, 8, 5, 24, 1).train()
+    x = torch.randn(3, 8, 10, 10)
+    for hidden in (6, 12, 24):
+        static = op.export(hidden)
+        assert static.hidden == hidden and static.expand[0].out_channels == hidden
+        with torch.no_grad():
+            torch.testing.assert_close(static(x), op(x, hidden), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot use 30"):
+        op(x, 30)
+
+
+def test_sliced_bn_running_stats_update_only_their_slice():
+    op = MBConv(4, 4, 3, 16, 1).train()
+    before = op.expand[1].running_mean.clone()
+    op(torch.randn(8, 4, 6, 6), 8)
+    after = op.expand[1].running_mean
+    assert not torch.equal(before[:8], after[:8])
+    assert torch.equal(before[8:], after[8:])

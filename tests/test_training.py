@@ -1,0 +1,199 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from optuna_kshot import (
+    CheckpointError,
+    FairSampler,
+    FlopsBinSampler,
+    TrainConfig,
+    TrainingDiverged,
+    UniformSampler,
+    make_supernet,
+    supernet_metadata,
+    train_supernet,
+)
+from optuna_kshot.checkpoint import load_checkpoint, save_checkpoint
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="`lr`"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="`epochs`"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="`batch_size`"):
+        TrainConfig(batch_size=2.5)
+
+
+def test_training_reduces_loss_and_is_seeded(tiny_space, tiny_data):
+    config = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=1)
+    a = make_supernet(tiny_space, seed=1)
+    result = train_supernet(a, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    assert result.steps == 3 * (512 // 64) and result.images == result.steps * 64
+    assert result.history[-1].loss < result.history[0].loss
+    b = make_supernet(tiny_space, seed=1)
+    train_supernet(b, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    assert _same_weights(a, b)
+
+
+def test_off_path_ops_get_no_update(tiny_space, tiny_data):
+    """SPOS: an op never on a sampled path keeps its initial weights (no weight decay, no momentum)."""
+
+    class OnlyK3(UniformSampler):
+        def sample(self, rng):
+            arch = self.space.sample(rng)
+            return [{k: ("k3e2" if k.startswith("layer") else v) for k, v in arch.items()}]
+
+    supernet = make_supernet(tiny_space, seed=0)
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=1, weight_decay=0.1), sampler=OnlyK3(tiny_space),
+                   progress=False)
+    after = supernet.state_dict()
+    untouched = [k for k in before if ".k5e4." in k and k.endswith("weight")]
+    touched = [k for k in before if ".k3e2." in k and k.endswith("weight")]
+    assert untouched and touched
+    assert all(torch.equal(before[k], after[k]) for k in untouched)
+    assert all(not torch.equal(before[k], after[k]) for k in touched)
+
+
+def test_budget_in_images_counts_every_path(tiny_space, tiny_data):
+    sampler = FairSampler(tiny_space)
+    assert len(sampler.sample(np.random.default_rng(0))) == sampler.m == 5
+    config = TrainConfig(budget_images=64 * 5 * 3, batch_size=64)
+    result = train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=sampler, progress=False)
+    assert result.steps == 3 and result.images == 64 * 5 * 3
+
+
+def test_fair_sampler_trains_every_option_once_per_step(tiny_space):
+    sampler = FairSampler(tiny_space)
+    archs = sampler.sample(np.random.default_rng(3))
+    for choice in tiny_space.choices:
+        values = [a[choice.name] for a in archs]
+        assert set(values) == set(choice.options)
+        if len(choice.options) == sampler.m:
+            assert sorted(map(str, values)) == sorted(map(str, choice.options))
+
+
+def test_flops_bin_sampler_covers_bins(tiny_space):
+    sampler = FlopsBinSampler(tiny_space, bins=4, seed=0)
+    rng = np.random.default_rng(0)
+    bins = [sampler._bin(tiny_space.count_macs(sampler.sample(rng)[0])) for _ in range(400)]
+    counts = np.bincount(bins, minlength=4)
+    assert (counts > 50).sum() >= 3  # the sparse extreme bins get about as many samples as the crowded ones
+
+
+def test_resume_after_kill_gives_same_result(tiny_space, tiny_data, tmp_path):
+    config = TrainConfig(epochs=3, batch_size=64, seed=2, checkpoint_every_steps=5)
+    meta = supernet_metadata(tiny_space)
+    full = make_supernet(tiny_space, seed=2)
+    train_supernet(full, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(record, model):
+        raise Killed
+
+    ckpt = tmp_path / "supernet.pt"
+    with pytest.raises(Killed):
+        train_supernet(make_supernet(tiny_space, seed=2), tiny_data.train, config, sampler=UniformSampler(tiny_space),
+                       checkpoint=ckpt, metadata=meta, callbacks=[kill_after_first_epoch], progress=False)
+    assert load_checkpoint(ckpt)["step"] == 8
+    resumed = make_supernet(tiny_space, seed=99)  # different init: everything must come from the checkpoint
+    result = train_supernet(resumed, tiny_data.train, config, sampler=UniformSampler(tiny_space), checkpoint=ckpt,
+                            metadata=meta, progress=False)
+    assert result.steps == 24 and len(result.history) == 3
+    assert _same_weights(full, resumed)
+
+
+def test_resume_mid_epoch_from_step_checkpoint(tiny_space, tiny_data, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=64, seed=4, checkpoint_every_steps=3)
+    full = make_supernet(tiny_space, seed=4)
+    train_supernet(full, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    ckpt = tmp_path / "c.pt"
+    partial = make_supernet(tiny_space, seed=4)
+
+    class StopAt(UniformSampler):
+        calls = 0
+
+        def sample(self, rng):
+            StopAt.calls += 1
+            if StopAt.calls == 12:  # one dry call at start, then mid-way through epoch 2 after checkpoint at 9
+                raise KeyboardInterrupt
+            return super().sample(rng)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(partial, tiny_data.train, config, sampler=StopAt(tiny_space), checkpoint=ckpt, progress=False)
+    assert load_checkpoint(ckpt)["step"] == 9
+    resumed = make_supernet(tiny_space, seed=0)
+    train_supernet(resumed, tiny_data.train, config, sampler=UniformSampler(tiny_space), checkpoint=ckpt,
+                   progress=False)
+    assert _same_weights(full, resumed)
+
+
+def test_checkpoint_of_other_space_or_run_is_refused(tiny_space, tiny_data, tmp_path):
+    from optuna_kshot import layerwise_space
+
+    ckpt = tmp_path / "c.pt"
+    config = TrainConfig(epochs=1)
+    train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=UniformSampler(tiny_space),
+                   checkpoint=ckpt, metadata=supernet_metadata(tiny_space), progress=False)
+    other = layerwise_space(width_mult=0.5, in_channels=1, resolution=28)
+    with pytest.raises(CheckpointError, match="trained on the space"):
+        train_supernet(make_supernet(other), tiny_data.train, config, sampler=UniformSampler(other),
+                       checkpoint=ckpt, metadata=supernet_metadata(other), progress=False)
+    with pytest.raises(CheckpointError, match="another run"):
+        train_supernet(make_supernet(tiny_space), tiny_data.train, TrainConfig(epochs=1, lr=0.01),
+                       sampler=UniformSampler(tiny_space), checkpoint=ckpt, metadata=supernet_metadata(tiny_space),
+                       progress=False)
+
+
+def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, {"x": 1})
+    assert load_checkpoint(good)["x"] == 1
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not an optuna-kshot checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_space, tiny_data, tmp_path):
+    ckpt = tmp_path / "c.pt"
+    meta = supernet_metadata(tiny_space)
+    config = TrainConfig(epochs=2, batch_size=64)
+
+    class PoisonAfterFirstEpoch:
+        def __init__(self):
+            self.calls = 0
+
+        def sample(self, rng):
+            self.calls += 1
+            return [tiny_space.sample(rng)]
+
+    supernet = make_supernet(tiny_space)
+
+    def poison(record, model):  # after the first epoch's checkpoint, make the weights produce NaN
+        with torch.no_grad():
+            model.classifier.weight.fill_(math.nan)
+
+    with pytest.raises(TrainingDiverged, match="became nan at step 8"):
+        train_supernet(supernet, tiny_data.train, config, sampler=PoisonAfterFirstEpoch(), checkpoint=ckpt,
+                       metadata=meta, callbacks=[poison], progress=False)
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 8
+    assert torch.isfinite(state["model"]["classifier.weight"]).all()
