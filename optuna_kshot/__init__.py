@@ -1,36 +1,68 @@
-"""optuna-kshot: weight-sharing supernets (one-shot, K-shot, few-shot) as Optuna objectives."""
+"""optuna-kshot: weight-sharing supernets (one-shot, K-shot, few-shot) as Optuna objectives.
+
+Names are imported lazily (on first use), so ``import optuna_kshot`` and ``optuna-kshot --help`` stay fast.
+"""
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointError
-from .data import ArrayDataset, DataSplits, load_data, load_default, load_fashion_mnist, load_torchvision
-from .evaluation import Score, SupernetEvaluator, evaluate_model, recalibrate_bn
-from .export import load_subnet, save_subnet
-from .nn import build_subnet, build_supernet
-from .objective import SupernetObjective
-from .sampling import FairSampler, FixedSampler, FlopsBinSampler, UniformSampler, make_sampler
-from .space import Choice, SearchSpace
-from .spaces import (
-    count_flops,
-    count_macs,
-    count_params,
-    layerwise_space,
-    macro_space,
-    nb201_space,
-    space_from_config,
-)
-from .standalone import StandaloneResult, train_standalone
-from .supernet import load_supernet, make_supernet, supernet_metadata
-from .training import TrainConfig, TrainingDiverged, TrainResult, train_supernet
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ArrayDataset", "CheckpointError", "Choice", "DataSplits", "FairSampler", "FixedSampler", "FlopsBinSampler",
-    "Score", "SearchSpace", "StandaloneResult", "SupernetEvaluator", "SupernetObjective", "TrainConfig",
-    "TrainResult", "TrainingDiverged", "UniformSampler", "build_subnet", "build_supernet", "count_flops",
-    "count_macs", "count_params", "evaluate_model", "layerwise_space", "load_data", "load_default",
-    "load_fashion_mnist", "load_subnet", "load_supernet", "load_torchvision", "macro_space", "make_sampler",
-    "make_supernet", "nb201_space", "recalibrate_bn", "save_subnet", "space_from_config", "supernet_metadata",
-    "train_standalone", "train_supernet",
-]
+_EXPORTS = {
+    "ArrayDataset": "data",
+    "CheckpointError": "checkpoint",
+    "Choice": "space",
+    "DataSplits": "data",
+    "FairSampler": "sampling",
+    "FixedSampler": "sampling",
+    "FlopsBinSampler": "sampling",
+    "Score": "evaluation",
+    "SearchSpace": "space",
+    "StandaloneResult": "standalone",
+    "SupernetEvaluator": "evaluation",
+    "SupernetObjective": "objective",
+    "TrainConfig": "training",
+    "TrainResult": "training",
+    "TrainingDiverged": "training",
+    "UniformSampler": "sampling",
+    "build_subnet": "nn",
+    "build_supernet": "nn",
+    "count_flops": "spaces",
+    "count_macs": "spaces",
+    "count_params": "spaces",
+    "evaluate_model": "evaluation",
+    "layerwise_space": "spaces",
+    "load_data": "data",
+    "load_default": "data",
+    "load_fashion_mnist": "data",
+    "load_subnet": "export",
+    "load_supernet": "supernet",
+    "load_torchvision": "data",
+    "macro_space": "spaces",
+    "make_sampler": "sampling",
+    "make_supernet": "supernet",
+    "nb201_space": "spaces",
+    "recalibrate_bn": "evaluation",
+    "save_subnet": "export",
+    "space_from_config": "spaces",
+    "supernet_metadata": "supernet",
+    "train_standalone": "standalone",
+    "train_supernet": "training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optuna_kshot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -34,14 +34,16 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default="layerwise", choices=("layerwise", "macro", "nb201"),
                    help="built-in search space (default: %(default)s)")
-    p.add_argument("--width-mult", type=float, default=0.5, help="width multiplier of chain spaces (default: %(default)s)")
+    p.add_argument("--width-mult", type=float, default=0.5,
+                   help="width multiplier of chain spaces (default: %(default)s)")
     p.add_argument("--widths", default=None,
                    help="per-layer width choices for channel search, e.g. 0.5,0.75,1.0 (layerwise space)")
     p.add_argument("--channels", type=int, default=8, help="NAS-Bench-201 channels C (default: %(default)s)")
     p.add_argument("--cells", type=int, default=1, help="NAS-Bench-201 cells per stage N (default: %(default)s)")
     p.add_argument("--supernet", default="oneshot", help="supernet kind (default: %(default)s)")
     p.add_argument("--path-sampler", default="uniform", choices=("uniform", "flops-bins", "fair"),
-                   help="training path sampling: SPOS uniform, uniform over MACs bins, or FairNAS (default: %(default)s)")
+                   help="training path sampling: SPOS uniform, uniform over MACs bins, or FairNAS "
+                        "(default: %(default)s)")
     p.add_argument("--epochs", type=int, default=6, help="training epochs (default: %(default)s)")
     p.add_argument("--budget-images", type=int, default=None, help="train for this many images instead of epochs")
     p.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
@@ -117,7 +119,9 @@ def _space_for(args: argparse.Namespace, data: Any) -> Any:
         try:
             kwargs["widths"] = tuple(float(w) for w in args.widths.split(","))
         except ValueError:
-            raise UsageError(f"--widths takes comma-separated fractions such as 0.5,1.0, not {args.widths!r}.") from None
+            raise UsageError(
+                f"--widths takes comma-separated fractions such as 0.5,1.0, not {args.widths!r}."
+            ) from None
     return build_space(args.space, **kwargs)
 
 

@@ -261,7 +261,9 @@ def macro_space(
         for j in range(n_layers):
             layers.append(LayerSpec(c_in, c_out, 2 if j == 0 else 1, MACRO_OPS))
             c_in = c_out
-    params = {"width_mult": width_mult, "in_channels": in_channels, "num_classes": num_classes, "resolution": resolution}
+    params = {
+        "width_mult": width_mult, "in_channels": in_channels, "num_classes": num_classes, "resolution": resolution
+    }
     return MacroSpace(
         kind="macro",
         params=params,

@@ -1,0 +1,85 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from optuna_kshot import load_subnet
+from optuna_kshot.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny(tmp_path):
+    return ["--space", "macro", "--width-mult", "0.0625", "--budget-images", "1024", "--quiet",
+            "--checkpoint", str(tmp_path / "supernet.pt")]
+
+
+def _storage(tmp_path):
+    return ["--storage", f"sqlite:///{tmp_path / 'study.db'}", "--study-name", "s", "--quiet",
+            "--checkpoint", str(tmp_path / "supernet.pt"), "--calib-batches", "1"]
+
+
+def test_train_search_export(tmp_path, capsys):
+    assert main(["train", *_tiny(tmp_path)]) == 0
+    assert (tmp_path / "supernet.pt").is_file()
+    assert main(["search", *_storage(tmp_path), "--trials", "6", "--sampler", "tpe",
+                 "--objectives", "accuracy,params", "--max-params", "1e9"]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto front" in out and "params" in out
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.trials) == 6 and study.metric_names == ["accuracy", "params"]
+    assert main(["export", *_storage(tmp_path)[:-4], "--checkpoint", str(tmp_path / "supernet.pt"),
+                 "--out", str(tmp_path / "subnet"), "--calib-batches", "1", "--quiet"]) == 0
+    spec = json.loads((tmp_path / "subnet" / "subnet.json").read_text())
+    subnet = load_subnet(tmp_path / "subnet")
+    assert subnet.arch == spec["arch"] and len(spec["arch_key"]) == 8
+    assert spec["trial"] in {t.number for t in study.best_trials}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--data", "fashion-mnist:/nonexistent/dir"], "apt-get install dataset-fashion-mnist"),
+        (["train", "--widths", "half"], "--widths takes comma-separated fractions"),
+        (["train", "--space", "macro", "--widths", "0.5,1"], "needs --space layerwise"),
+        (["train", "--epochs", "0"], "`epochs` must be a positive int"),
+        (["search", "--checkpoint", "/nonexistent.pt"], "No checkpoint at"),
+        (["train", "--supernet", "twoshot"], "Unknown supernet kind 'twoshot'"),
+    ],
+)
+def test_misuse_exits_2_with_one_clear_line(argv, message, capsys, tmp_path):
+    assert main([*argv, "--quiet"] if argv[0] == "train" else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_unknown_space_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--space", "resnet"])
+    assert info.value.code == 2
+    assert "invalid choice: 'resnet'" in capsys.readouterr().err
+
+
+def test_foreign_checkpoint_is_refused(tmp_path, capsys):
+    bad = tmp_path / "supernet.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["search", "--checkpoint", str(bad), "--storage", f"sqlite:///{tmp_path / 's.db'}"]) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def test_help_is_fast_and_lists_commands():
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "optuna_kshot.cli", "--help"],
+                         capture_output=True, text=True, check=True)
+    for command in ("train", "search", "export", "run"):
+        assert command in out.stdout
+    assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines()}
+
+
+def test_example_existing_study_smoke():
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "existing_study.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "6 trials; best accuracy" in out.stdout
