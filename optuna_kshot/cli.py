@@ -40,14 +40,18 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="per-layer width choices for channel search, e.g. 0.5,0.75,1.0 (layerwise space)")
     p.add_argument("--channels", type=int, default=8, help="NAS-Bench-201 channels C (default: %(default)s)")
     p.add_argument("--cells", type=int, default=1, help="NAS-Bench-201 cells per stage N (default: %(default)s)")
-    p.add_argument("--supernet", default="oneshot", help="supernet kind (default: %(default)s)")
+    p.add_argument("--supernet", default="oneshot",
+                   help="supernet kind: oneshot or kshot (default: %(default)s)")
+    p.add_argument("--k", type=int, default=4, help="K-shot: weight copies per op (default: %(default)s)")
+    p.add_argument("--init-from", default=None,
+                   help="K-shot: start from this trained one-shot checkpoint (copy 0 = its weights)")
     p.add_argument("--path-sampler", default="uniform", choices=("uniform", "flops-bins", "fair"),
                    help="training path sampling: SPOS uniform, uniform over MACs bins, or FairNAS "
                         "(default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=6, help="training epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
     p.add_argument("--budget-images", type=int, default=None, help="train for this many images instead of epochs")
     p.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=0.05, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=0.1, help="(default: %(default)s)")
     p.add_argument("--checkpoint", default="runs/supernet.pt", help="supernet checkpoint (default: %(default)s)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train anew")
 
@@ -64,7 +68,7 @@ def _add_search(p: argparse.ArgumentParser, with_checkpoint: bool) -> None:
     p.add_argument("--max-macs", type=float, default=None, help="MACs budget (a constraint)")
     p.add_argument("--max-flops", type=float, default=None, help="FLOPs budget (2 x MACs; a constraint)")
     p.add_argument("--max-params", type=float, default=None, help="parameter budget (a constraint)")
-    p.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches (default: %(default)s)")
+    p.add_argument("--calib-batches", type=int, default=2, help="BN recalibration batches (default: %(default)s)")
     p.add_argument("--n-jobs", type=int, default=1, help="threads scoring trials (default: %(default)s)")
 
 
@@ -93,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="runs/supernet.pt", help="trained supernet (default: %(default)s)")
     p.add_argument("--storage", default="sqlite:///runs/study.db", help="Optuna storage URL (default: %(default)s)")
     p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
-    p.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches (default: %(default)s)")
+    p.add_argument("--calib-batches", type=int, default=2, help="BN recalibration batches (default: %(default)s)")
     _add_export(p)
     _add_data(p)
     p = sub.add_parser("run", help="the main job: train, search and export in one go on the built-in data")
@@ -137,17 +141,26 @@ def _sampler(name: str, seed: int) -> Any:
 
 def _train(args: argparse.Namespace, data: Any) -> Path:
     from .sampling import make_sampler
-    from .supernet import make_supernet, supernet_metadata
+    from .supernet import load_supernet, make_supernet, supernet_metadata
     from .training import TrainConfig, train_supernet
 
     space = _space_for(args, data)
     config = TrainConfig(epochs=args.epochs, budget_images=args.budget_images, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed)
-    supernet = make_supernet(space, args.supernet, seed=args.seed)
+    options: dict[str, Any] = {"k": args.k} if args.supernet == "kshot" else {}
+    base = None
+    if args.init_from:
+        if args.supernet != "kshot":
+            raise UsageError("--init-from starts a K-shot supernet from a one-shot one; add --supernet kshot.")
+        base, base_space, state = load_supernet(args.init_from, space=space)
+        if state["supernet"]["kind"] != "oneshot":
+            raise UsageError(f"--init-from needs a one-shot checkpoint, but {args.init_from!r} is {state['supernet']}.")
+    supernet = make_supernet(space, args.supernet, seed=args.seed, base=base, **options)
     result = train_supernet(
         supernet, data.train, config, sampler=make_sampler(args.path_sampler, space, seed=args.seed),
         device=args.device, checkpoint=args.checkpoint, resume=not args.restart, progress=not args.quiet,
-        metadata={**supernet_metadata(space, args.supernet), "data": data.name, "path_sampler": args.path_sampler},
+        metadata={**supernet_metadata(space, args.supernet, **options), "data": data.name,
+                  "path_sampler": args.path_sampler, "init_from": args.init_from},
     )
     last = result.history[-1] if result.history else None
     print(f"trained {args.supernet} supernet on {space!r}: {result.steps} steps, {result.images:,} images, "

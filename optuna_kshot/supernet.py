@@ -15,17 +15,25 @@ from .spaces import space_from_config
 
 __all__ = ["make_supernet", "supernet_metadata", "load_supernet", "SUPERNET_KINDS"]
 
-SUPERNET_KINDS = ("oneshot",)
+SUPERNET_KINDS = ("oneshot", "kshot")
 
 
-def make_supernet(space: SearchSpace, kind: str = "oneshot", *, seed: int | None = 0, **options: Any) -> nn.Module:
+def make_supernet(
+    space: SearchSpace, kind: str = "oneshot", *, seed: int | None = 0, base: nn.Module | None = None, **options: Any
+) -> nn.Module:
     """A fresh supernet of ``kind`` over a built-in space, initialised from ``seed``.
 
-    Kinds: ``oneshot`` (one weight set per op; SPOS/FairNAS training).
+    Kinds: ``oneshot`` (one weight set per op; SPOS/FairNAS training) and ``kshot`` (K copies per op mixed by a
+    simplex-net; options of :class:`~optuna_kshot.kshot.KShotSupernet` such as ``k=4``; ``base`` is a trained
+    one-shot supernet to start from).
     """
     if kind not in SUPERNET_KINDS:
         raise ValueError(f"Unknown supernet kind {kind!r}; choose one of {list(SUPERNET_KINDS)!r}.")
-    if options:
+    if kind == "kshot":
+        from .kshot import KShotSupernet
+
+        return KShotSupernet(space, seed=seed, base=base, **options)
+    if options or base is not None:
         raise TypeError(f"The {kind} supernet takes no options, but got {sorted(options)!r}.")
     return build_supernet(space, seed=seed)
 

@@ -17,9 +17,9 @@ def _tiny(tmp_path):
             "--checkpoint", str(tmp_path / "supernet.pt")]
 
 
-def _storage(tmp_path):
+def _storage(tmp_path, checkpoint="supernet.pt"):
     return ["--storage", f"sqlite:///{tmp_path / 'study.db'}", "--study-name", "s", "--quiet",
-            "--checkpoint", str(tmp_path / "supernet.pt"), "--calib-batches", "1"]
+            "--checkpoint", str(tmp_path / checkpoint), "--calib-batches", "1"]
 
 
 def test_train_search_export(tmp_path, capsys):
@@ -31,12 +31,27 @@ def test_train_search_export(tmp_path, capsys):
     assert "Pareto front" in out and "params" in out
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert len(study.trials) == 6 and study.metric_names == ["accuracy", "params"]
-    assert main(["export", *_storage(tmp_path)[:-4], "--checkpoint", str(tmp_path / "supernet.pt"),
-                 "--out", str(tmp_path / "subnet"), "--calib-batches", "1", "--quiet"]) == 0
+    assert main(["export", *_storage(tmp_path), "--out", str(tmp_path / "subnet")]) == 0
     spec = json.loads((tmp_path / "subnet" / "subnet.json").read_text())
     subnet = load_subnet(tmp_path / "subnet")
     assert subnet.arch == spec["arch"] and len(spec["arch_key"]) == 8
     assert spec["trial"] in {t.number for t in study.best_trials}
+
+
+def test_kshot_from_one_shot_checkpoint(tmp_path):
+    assert main(["train", *_tiny(tmp_path)]) == 0
+    kshot = ["--space", "macro", "--width-mult", "0.0625", "--budget-images", "512", "--quiet",
+             "--checkpoint", str(tmp_path / "kshot.pt")]
+    assert main(["train", *kshot, "--supernet", "kshot", "--k", "2",
+                 "--init-from", str(tmp_path / "supernet.pt")]) == 0
+    from optuna_kshot import load_supernet
+
+    supernet, _, state = load_supernet(tmp_path / "kshot.pt")
+    assert state["supernet"] == {"kind": "kshot", "options": {"k": 2}} and supernet.k == 2
+    assert main(["search", *_storage(tmp_path, "kshot.pt"), "--trials", "2"]) == 0
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert all(len(t.user_attrs["kshot_code"]) == 2 for t in study.trials)
+    assert all(t.user_attrs["supernet_kind"] == "kshot" for t in study.trials)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +63,7 @@ def test_train_search_export(tmp_path, capsys):
         (["train", "--epochs", "0"], "`epochs` must be a positive int"),
         (["search", "--checkpoint", "/nonexistent.pt"], "No checkpoint at"),
         (["train", "--supernet", "twoshot"], "Unknown supernet kind 'twoshot'"),
+        (["train", "--init-from", "x.pt"], "add --supernet kshot"),
     ],
 )
 def test_misuse_exits_2_with_one_clear_line(argv, message, capsys, tmp_path):

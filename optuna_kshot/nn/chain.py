@@ -76,6 +76,13 @@ class ChainNetwork(nn.Module):
         x = self.head(x)
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
+    def op_prefixes(self, arch: Mapping[str, Any] | None = None) -> list[str]:
+        """State-dict prefixes of the searchable ops: all of them, or those on ``arch``'s path."""
+        if arch is None:
+            return [f"layers.{i}.{op}." for i, ops in enumerate(self.layers) for op in ops]
+        arch = self.space.validate(arch)
+        return [f"layers.{i}.{op}." for i, (op, _) in enumerate(self.space.layer_ops(arch))]
+
     @torch.no_grad()
     def export(self, arch: Mapping[str, Any]) -> ChainNetwork:
         """The arch's subnet with copies of this supernet's weights (sliced to the chosen widths)."""
@@ -87,8 +94,12 @@ class ChainNetwork(nn.Module):
         layers = []
         for ops, spec, (op, width) in zip(self.layers, self.space.layers, self.space.layer_ops(arch)):
             module = ops[op]
-            layers.append({op: module.export(spec.hidden_channels(op, width)) if isinstance(module, MBConv)
-                           else copy.deepcopy(module)})
+            if isinstance(module, MBConv):
+                static = module.export(spec.hidden_channels(op, width))
+            else:  # fresh module + state copy: real Parameters even when weights were swapped in (K-shot)
+                static = _build_op(spec, op, width).to(self.classifier.weight.device)
+                static.load_state_dict(module.state_dict())
+            layers.append({op: static})
         out.layers = nn.ModuleList(nn.ModuleDict(ops) for ops in layers)
         out.head = copy.deepcopy(self.head)
         out.classifier = copy.deepcopy(self.classifier)

@@ -96,6 +96,16 @@ class NB201Network(nn.Module):
         x = self.lastact(x)
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
+    def op_prefixes(self, arch: Mapping[str, Any] | None = None) -> list[str]:
+        """State-dict prefixes of the searchable ops: all of them, or those on ``arch``'s path."""
+        ops = None if arch is None else self.space.validate(arch)
+        return [
+            f"blocks.{b}.edges.{edge}.{op}."
+            for b, block in enumerate(self.blocks) if isinstance(block, Cell)
+            for edge, candidates in block.edges.items() for op in candidates
+            if ops is None or ops[edge] == op
+        ]
+
     @torch.no_grad()
     def export(self, arch: Mapping[str, Any]) -> NB201Network:
         """The arch's subnet with copies of this supernet's weights."""

@@ -1,0 +1,163 @@
+"""Speed benchmark: what scoring a trial costs, measured side by side in one run.
+
+Rows (all on the CLI's default space and the built-in data, 1 thread unless --threads):
+- per-trial evaluation time (``SupernetEvaluator.score``: export + BN recalibration + validation) against the bare
+  forward passes it needs (the same calibration and validation batches through a prebuilt stand-alone subnet);
+- supernet training step time against a stand-alone training step of the same arch;
+- trials per second of an Optuna study scored by the supernet;
+- the speedup of scoring an arch by supernet versus training it stand-alone for the stated budget.
+
+    python benchmarks/speed.py            # a few minutes
+    python benchmarks/speed.py --smoke    # seconds, for the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+import optuna_kshot as ok
+from optuna_kshot.evaluation import recalibrate_bn
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bare_forward_seconds(subnet: torch.nn.Module, calib: list[torch.Tensor], val: ok.ArrayDataset,
+                         batch_size: int) -> float:
+    """The forward passes scoring needs, on a prebuilt subnet: calibration batches in train mode, then the
+    validation split in eval mode (no export, no copies, no bookkeeping)."""
+    start = time.perf_counter()
+    recalibrate_bn(subnet, calib)
+    with torch.no_grad():
+        for x, _ in val.batches(batch_size):
+            subnet(x)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for tests)")
+    parser.add_argument("--archs", type=int, default=20, help="archs timed (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    parser.add_argument("--out", default=str(RESULTS / "speed.json"), help="JSON output (default: %(default)s)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = ok.load_default()
+    width = 0.25 if args.smoke else 0.5
+    space = ok.layerwise_space(width_mult=width, in_channels=data.in_channels, num_classes=data.num_classes,
+                               resolution=data.resolution)
+    n_archs = 3 if args.smoke else args.archs
+    calib_batches, batch_size = (1, 64) if args.smoke else (4, 256)
+    val = data.val.subset(torch.arange(128)) if args.smoke else data.val
+    supernet = ok.make_supernet(space, seed=0)
+    train_config = ok.TrainConfig(budget_images=256 if args.smoke else 64 * 20, batch_size=64)
+    ok.train_supernet(supernet, data.train, train_config, sampler=ok.UniformSampler(space), progress=False)
+
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(n_archs)]
+    evaluator = ok.SupernetEvaluator(supernet, space, data.train, val, calib_batches=calib_batches,
+                                     batch_size=batch_size, cache=False)
+    ratios, evals, bares = [], [], []
+    for arch in archs:  # interleaved, so drifts in machine load hit both sides alike
+        subnet = ok.build_subnet(space, arch)
+        bare = min(bare_forward_seconds(subnet, evaluator._calib, val, batch_size) for _ in range(2))
+        score = min(_median_time(lambda a=arch: evaluator.score(a), 1) for _ in range(2))
+        evals.append(score)
+        bares.append(bare)
+        ratios.append(score / bare)
+
+    # Training steps: supernet (one uniformly sampled path per step) vs stand-alone steps of the same arch.
+    steps = 3 if args.smoke else 20
+    step_data = data.train.subset(torch.arange(64 * (steps + 1)))
+    step_config = ok.TrainConfig(epochs=1, batch_size=64)
+    arch = archs[0]
+
+    def supernet_steps():
+        ok.train_supernet(supernet, step_data, step_config, sampler=ok.FixedSampler(space, arch), progress=False)
+
+    def standalone_steps():
+        ok.train_supernet(ok.build_subnet(space, arch), step_data, step_config, sampler=ok.FixedSampler(space, arch),
+                          progress=False)
+
+    super_step = _median_time(supernet_steps, 3) / (steps + 1)
+    alone_step = _median_time(standalone_steps, 3) / (steps + 1)
+
+    # A study scored by the supernet.
+    objective = ok.SupernetObjective(
+        ok.SupernetEvaluator(supernet, space, data.train, val, calib_batches=calib_batches, batch_size=batch_size),
+        objectives=("accuracy", "macs"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = objective.create_study(sampler=optuna.samplers.NSGAIISampler(seed=0))
+    n_trials = 4 if args.smoke else 30
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=n_trials)
+    trials_per_second = n_trials / (time.perf_counter() - start)
+
+    # Stand-alone training of one arch (the cost the supernet replaces).
+    standalone_epochs = 1 if args.smoke else 3
+    standalone_data = data if not args.smoke else ok.DataSplits(
+        data.train.subset(torch.arange(256)), val, val, data.num_classes, "smoke")
+    start = time.perf_counter()
+    ok.train_standalone(space, arch, standalone_data, ok.TrainConfig(epochs=standalone_epochs))
+    standalone_seconds = time.perf_counter() - start
+
+    result = {
+        "settings": {
+            "space": space.to_config(), "threads": args.threads, "archs": n_archs, "calib_batches": calib_batches,
+            "batch_size": batch_size, "val_images": len(val), "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(), "smoke": args.smoke,
+        },
+        "eval_seconds_median": statistics.median(evals),
+        "bare_forward_seconds_median": statistics.median(bares),
+        "eval_over_bare_median": statistics.median(ratios),
+        "eval_over_bare_max": max(ratios),
+        "supernet_step_seconds": super_step,
+        "standalone_step_seconds": alone_step,
+        "supernet_over_standalone_step": super_step / alone_step,
+        "study_trials_per_second": trials_per_second,
+        "standalone_train_seconds": standalone_seconds,
+        "standalone_epochs": standalone_epochs,
+        "speedup_supernet_score_vs_standalone_training": standalone_seconds / statistics.median(evals),
+    }
+    rows = [
+        ("per-trial evaluation (s, median)", f"{result['eval_seconds_median']:.3f}"),
+        ("bare forward passes it needs (s, median)", f"{result['bare_forward_seconds_median']:.3f}"),
+        ("evaluation / bare forwards (median, max)",
+         f"{result['eval_over_bare_median']:.2f}x, {result['eval_over_bare_max']:.2f}x"),
+        ("supernet step / stand-alone step", f"{result['supernet_over_standalone_step']:.2f}x "
+         f"({super_step * 1e3:.1f} ms vs {alone_step * 1e3:.1f} ms)"),
+        ("study trials per second", f"{trials_per_second:.2f}"),
+        (f"stand-alone training, {standalone_epochs} epochs (s)", f"{standalone_seconds:.1f}"),
+        ("speedup: supernet score vs stand-alone training",
+         f"{result['speedup_supernet_score_vs_standalone_training']:.0f}x"),
+    ]
+    print(f"speed benchmark ({args.threads} thread(s), {n_archs} archs, {len(val)} validation images, "
+          f"{calib_batches} x {batch_size} calibration images)")
+    width_col = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"  {name.ljust(width_col)}  {value}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
