@@ -1,0 +1,23 @@
+"""The benchmark scripts run end to end in their seconds-long --smoke mode (their figures come from full runs)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script, tmp_path, *extra):
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_speed_smoke(tmp_path):
+    stdout, result = _run("speed.py", tmp_path)
+    assert "evaluation / bare forwards" in stdout
+    assert result["settings"]["threads"] == 1
+    assert result["eval_over_bare_median"] > 0 and result["study_trials_per_second"] > 0
