@@ -44,6 +44,7 @@ _EXPORTS = {
     "make_sampler": "sampling",
     "make_supernet": "supernet",
     "nb201_space": "spaces",
+    "ranking_metrics": "metrics",
     "recalibrate_bn": "evaluation",
     "save_subnet": "export",
     "space_from_config": "spaces",

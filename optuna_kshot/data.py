@@ -149,6 +149,15 @@ class ArrayDataset:
         images, labels = self.images[index].contiguous(), self.labels[index].contiguous()
         return ArrayDataset(images, labels, self.mean, self.std)
 
+    def resized(self, resolution: int) -> ArrayDataset:
+        """The same images resized to ``resolution`` x ``resolution`` (area averaging when shrinking), still uint8."""
+        resolution = _check_int("resolution", resolution, 1)
+        if resolution == self.resolution:
+            return self
+        x = torch.nn.functional.interpolate(self.images.float(), size=(resolution, resolution),
+                                            mode="area" if resolution < self.resolution else "bilinear")
+        return ArrayDataset(x.round().clamp(0, 255).to(torch.uint8), self.labels, self.mean, self.std)
+
 
 @dataclass(frozen=True)
 class DataSplits:
@@ -176,6 +185,13 @@ class DataSplits:
     @property
     def in_channels(self) -> int:
         return self.train.in_channels
+
+    def resized(self, resolution: int) -> DataSplits:
+        """Every split resized to ``resolution`` (cheaper ground truth and tests); the name records it."""
+        if resolution == self.resolution:
+            return self
+        return DataSplits(self.train.resized(resolution), self.val.resized(resolution), self.test.resized(resolution),
+                          self.num_classes, f"{self.name}@{resolution}px")
 
     @property
     def resolution(self) -> int:

@@ -21,3 +21,14 @@ def test_speed_smoke(tmp_path):
     assert "evaluation / bare forwards" in stdout
     assert result["settings"]["threads"] == 1
     assert result["eval_over_bare_median"] > 0 and result["study_trials_per_second"] > 0
+
+
+def test_ranking_smoke(tmp_path):
+    stdout, result = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path))
+    assert "ceiling (seed-to-seed Kendall tau)" in stdout
+    kinds = {r["kind"] for r in result["kinds"]}
+    assert {"oneshot", "fair", "kshot2", "kshot4"} <= kinds
+    assert len(result["ground_truth"]["archs"]) == 4
+    # the cached ground truth is reused: a second run trains no stand-alone network
+    stdout, _ = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path), "--kinds", "oneshot")
+    assert "stand-alone runs" not in stdout

@@ -327,3 +327,15 @@ def test_load_data_specs(tmp_path):
             load_data(bad)
     with pytest.raises(TypeError):
         load_data(None)
+
+
+def test_resized_keeps_labels_and_content():
+    data = load_default()
+    small = data.resized(14)
+    assert small.resolution == 14 and small.name.endswith("@14px")
+    assert torch.equal(small.train.labels, data.train.labels)
+    assert small.train.images.dtype == torch.uint8
+    # area averaging keeps each image's mean brightness
+    big = data.train.images[:50].float().mean((1, 2, 3))
+    assert torch.allclose(small.train.images[:50].float().mean((1, 2, 3)), big, atol=1.0)
+    assert data.resized(28) is data

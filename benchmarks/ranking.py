@@ -1,0 +1,184 @@
+"""Ranking benchmark: how well each supernet kind's scores agree with stand-alone ground truth.
+
+Ground truth: a fixed, seeded sample of archs spread over MACs, each trained stand-alone from scratch with two
+seeds (test accuracy, mean of the seeds); the seed-to-seed Kendall tau is the ceiling. It is cached as JSON with
+its settings in benchmarks/results/ and reused. Then every supernet kind is trained at the same budget (training
+images seen, every path of a multi-path step counted) and scores the same archs on the validation split.
+
+    python benchmarks/ranking.py                       # built-in data, layer-wise space
+    python benchmarks/ranking.py --data fashion-mnist  # full Fashion-MNIST (Debian dataset-fashion-mnist)
+    python benchmarks/ranking.py --quick               # fewer archs, smaller budget
+    python benchmarks/ranking.py --smoke               # seconds, for the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import optuna_kshot as ok
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# kind name -> (supernet kind, supernet options, path sampler)
+KINDS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "oneshot": ("oneshot", {}, "uniform"),
+    "fair": ("oneshot", {}, "fair"),
+    "kshot2": ("kshot", {"k": 2}, "uniform"),
+    "kshot4": ("kshot", {"k": 4}, "uniform"),
+}
+
+
+def _space(args: argparse.Namespace, data: ok.DataSplits) -> ok.SearchSpace:
+    common = {"in_channels": data.in_channels, "num_classes": data.num_classes, "resolution": data.resolution}
+    if args.space == "macro":
+        return ok.macro_space(width_mult=args.width_mult, **common)
+    return ok.layerwise_space(width_mult=args.width_mult, **common)
+
+
+def spread_sample(space: ok.SearchSpace, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` distinct archs at evenly spaced MACs quantiles of 20 n uniform samples (spread over depth/MACs)."""
+    rng = np.random.default_rng(seed)
+    pool = {space.key(a): a for a in (space.sample(rng) for _ in range(20 * n))}
+    ordered = sorted(pool.values(), key=lambda a: (space.count_macs(a), space.key(a)))
+    index = np.unique(np.linspace(0, len(ordered) - 1, n).round().astype(int))
+    return [ordered[i] for i in index]
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _gt_job(job: tuple[dict, dict, str, int, int, float]) -> tuple[str, int, float, float]:
+    space_config, arch, data_spec, resolution, epochs, seed_lr = job[0], job[1], job[2], job[3], job[4], job[5]
+    space = ok.space_from_config(space_config)
+    data = ok.load_data(data_spec).resized(resolution)
+    seed, lr = int(seed_lr[0]), float(seed_lr[1])
+    result = ok.train_standalone(space, arch, data, ok.TrainConfig(epochs=epochs, lr=lr, seed=seed))
+    return space.key(arch), seed, result.test_accuracy, result.seconds
+
+
+def ground_truth(args: argparse.Namespace, space: ok.SearchSpace, archs: list[dict[str, Any]]) -> dict[str, Any]:
+    settings = {
+        "space": space.to_config(), "data": args.data, "resolution": args.resolution, "epochs": args.gt_epochs,
+        "lr": 0.1, "seeds": [0, 1], "archs": [space.key(a) for a in archs], "metric": "test accuracy",
+    }
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    path = Path(args.gt_dir) / f"gt_{space.kind}_{args.data.replace(':', '_').replace('/', '_')}_{digest}.json"
+    cached = json.loads(path.read_text()) if path.is_file() else {"settings": settings, "runs": {}}
+    todo = [(a, s) for a in archs for s in (0, 1) if f"{space.key(a)}|{s}" not in cached["runs"]]
+    if todo:
+        print(f"ground truth: training {len(todo)} stand-alone runs ({args.workers} worker(s)) -> {path}")
+        jobs = [(space.to_config(), a, args.data, args.resolution, args.gt_epochs, (s, 0.1)) for a, s in todo]
+        start = time.perf_counter()
+        with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
+            for i, (key, seed, acc, seconds) in enumerate(pool.map(_gt_job, jobs), 1):
+                cached["runs"][f"{key}|{seed}"] = {"test_accuracy": acc, "seconds": seconds}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(cached, indent=1) + "\n")  # progress survives a kill
+                if i % 10 == 0 or i == len(jobs):
+                    print(f"  {i}/{len(jobs)} runs, {time.perf_counter() - start:.0f} s", flush=True)
+    runs = cached["runs"]
+    per_seed = [[runs[f"{space.key(a)}|{s}"]["test_accuracy"] for a in archs] for s in (0, 1)]
+    return {"path": str(path), "settings": settings, "seed0": per_seed[0], "seed1": per_seed[1],
+            "mean": list(np.mean(per_seed, axis=0)),
+            "ceiling": ok.ranking_metrics(per_seed[0], per_seed[1])["kendall_tau"]}
+
+
+def _kind_job(job: dict[str, Any]) -> dict[str, Any]:
+    space = ok.space_from_config(job["space"])
+    data = ok.load_data(job["data"]).resized(job["resolution"])
+    kind, options, sampler = KINDS[job["kind"]]
+    supernet = ok.make_supernet(space, kind, seed=0, **options)
+    config = ok.TrainConfig(budget_images=job["budget_images"], batch_size=64, lr=job["lr"], seed=0)
+    start = time.perf_counter()
+    result = ok.train_supernet(supernet, data.train, config, sampler=ok.make_sampler(sampler, space), progress=False)
+    seconds = time.perf_counter() - start
+    evaluator = ok.SupernetEvaluator(supernet, space, data.train, data.val, calib_batches=4)
+    scores = [evaluator.score(a).accuracy for a in job["archs"]]
+    return {"kind": job["kind"], "scores": scores, "train_seconds": seconds, "images": result.images,
+            "history_extra": result.history[-1].extra if result.history else {}}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="layerwise", choices=("layerwise", "macro"))
+    parser.add_argument("--data", default="default", help="data spec (default: %(default)s)")
+    parser.add_argument("--resolution", type=int, default=14, help="images resized to this (default: %(default)s)")
+    parser.add_argument("--width-mult", type=float, default=0.25, help="(default: %(default)s)")
+    parser.add_argument("--archs", type=int, default=50, help="ground-truth sample size (default: %(default)s)")
+    parser.add_argument("--gt-epochs", type=int, default=6, help="stand-alone epochs (default: %(default)s)")
+    parser.add_argument("--budget-images", type=int, default=300_000,
+                        help="supernet training images, the same for every kind (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=0.1, help="supernet learning rate (default: %(default)s)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="(default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="processes, 1 thread each (default: %(default)s)")
+    parser.add_argument("--gt-dir", default=str(RESULTS), help="ground-truth cache directory (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="30 archs, a third of the budget")
+    parser.add_argument("--smoke", action="store_true", help="tiny everything, seconds (for tests)")
+    parser.add_argument("--out", default=None, help="JSON output (default: results/ranking_<space>_<data>.json)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.archs, args.gt_epochs, args.budget_images, args.width_mult, args.resolution = 4, 1, 512, 0.125, 8
+        args.workers = 1
+    elif args.quick:
+        args.archs, args.budget_images = 30, args.budget_images // 3
+    torch.set_num_threads(1)
+    data = ok.load_data(args.data).resized(args.resolution)
+    if args.smoke:  # a few hundred images are enough to exercise every step
+        args.data = "default"
+    space = _space(args, data)
+    archs = spread_sample(space, args.archs)
+    gt = ground_truth(args, space, archs)
+
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise SystemExit(f"unknown kinds {unknown}; choose from {list(KINDS)}")
+    jobs = [{"space": space.to_config(), "data": args.data, "resolution": args.resolution, "kind": k,
+             "budget_images": args.budget_images, "lr": args.lr, "archs": archs} for k in kinds]
+    print(f"training {len(jobs)} supernet kinds at {args.budget_images:,} images each ({args.workers} worker(s))")
+    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
+        runs = list(pool.map(_kind_job, jobs))
+
+    rows = []
+    for run in runs:
+        m = ok.ranking_metrics(run["scores"], gt["mean"])
+        rows.append({"kind": run["kind"], **m, "tau_over_ceiling": m["kendall_tau"] / gt["ceiling"]
+                     if gt["ceiling"] > 0 else float("nan"), "train_seconds": run["train_seconds"],
+                     "images": run["images"], "extra": run["history_extra"], "scores": run["scores"]})
+    result = {
+        "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "gt_dir")},
+                     "space_config": space.to_config(), "threads_per_worker": 1, "torch": torch.__version__,
+                     "machine": platform.machine(), "cpus": os.cpu_count()},
+        "ground_truth": {"path": gt["path"], "ceiling_kendall_tau": gt["ceiling"], "archs": gt["settings"]["archs"],
+                         "mean_test_accuracy": gt["mean"]},
+        "kinds": rows,
+    }
+    topk = [k for k in rows[0] if k.startswith("top")][0] if rows else "top5_precision"
+    print(f"\nranking vs stand-alone ground truth: {space.kind} space, data {args.data} at {args.resolution}px, "
+          f"width x{args.width_mult}, {len(archs)} archs, GT {args.gt_epochs} epochs x 2 seeds")
+    print(f"ceiling (seed-to-seed Kendall tau): {gt['ceiling']:.3f}; budget {args.budget_images:,} images per kind")
+    header = f"{'kind':<10}{'tau':>8}{'spearman':>10}{topk:>16}{'best pick GT':>14}{'tau/ceiling':>13}{'train s':>9}"
+    print(header)
+    for r in rows:
+        print(f"{r['kind']:<10}{r['kendall_tau']:>8.3f}{r['spearman']:>10.3f}{r[topk]:>16.2f}"
+              f"{r['best_pick_truth']:>14.4f}{r['tau_over_ceiling']:>13.2f}{r['train_seconds']:>9.1f}")
+    out = Path(args.out or RESULTS / f"ranking_{space.kind}_{args.data.split(':')[0]}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
