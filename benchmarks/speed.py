@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,13 +54,56 @@ def bare_forward_seconds(subnet: torch.nn.Module, calib: list[torch.Tensor], val
     return time.perf_counter() - start
 
 
+KINDS = {"oneshot": ("oneshot", {}, "uniform"), "fair": ("oneshot", {}, "fair"),
+         "kshot2": ("kshot", {"k": 2}, "uniform"), "kshot4": ("kshot", {"k": 4}, "uniform")}
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def kind_worker(kind: str, width: float, steps: int) -> dict:
+    """Run in a fresh process: time ``steps`` training steps of one supernet kind (after one warm-up step) and
+    measure its peak resident memory above the process's state right before the supernet is built."""
+    import resource
+
+    torch.set_num_threads(1)
+    data = ok.load_default()
+    space = ok.layerwise_space(width_mult=width, in_channels=data.in_channels, num_classes=data.num_classes,
+                               resolution=data.resolution)
+    sampler = ok.make_sampler(KINDS[kind][2], space)
+    paths = len(sampler.sample(np.random.default_rng(0)))
+    before = _rss_mib()
+    supernet = ok.make_supernet(space, KINDS[kind][0], seed=0, **KINDS[kind][1])
+    train = data.train.subset(torch.arange(64 * (steps + 1) * paths))
+    # warm-up excluded: one short run first, then the timed one (same budget in images for every kind)
+    ok.train_supernet(supernet, train, ok.TrainConfig(budget_images=64 * paths, batch_size=64), sampler=sampler,
+                      progress=False)
+    start = time.perf_counter()
+    result = ok.train_supernet(supernet, train, ok.TrainConfig(budget_images=64 * steps * paths, batch_size=64),
+                               sampler=sampler, progress=False)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    params = sum(p.numel() for p in supernet.parameters())
+    return {"kind": kind, "seconds_per_step": seconds / result.steps, "seconds_per_image": seconds / result.images,
+            "paths_per_step": paths, "peak_rss_above_baseline_mib": peak - before, "parameters": params}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for tests)")
     parser.add_argument("--archs", type=int, default=20, help="archs timed (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     parser.add_argument("--out", default=str(RESULTS / "speed.json"), help="JSON output (default: %(default)s)")
+    parser.add_argument("--kind-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.kind_worker:
+        print(json.dumps(kind_worker(args.kind_worker, 0.25 if args.smoke else 0.5, 2 if args.smoke else 30)))
+        return {}
     torch.set_num_threads(args.threads)
     data = ok.load_default()
     width = 0.25 if args.smoke else 0.5
@@ -118,6 +164,19 @@ def main(argv: list[str] | None = None) -> dict:
     ok.train_standalone(space, arch, standalone_data, ok.TrainConfig(epochs=standalone_epochs))
     standalone_seconds = time.perf_counter() - start
 
+    # Every supernet kind: step time and peak memory, each in a fresh process, one after the other.
+    kinds = []
+    for kind in KINDS:
+        proc = subprocess.run([sys.executable, __file__, "--kind-worker", kind, *(["--smoke"] if args.smoke else [])],
+                              capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        kinds.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    base = kinds[0]
+    for k in kinds:
+        k["step_over_oneshot"] = k["seconds_per_step"] / base["seconds_per_step"]
+        k["image_over_oneshot"] = k["seconds_per_image"] / base["seconds_per_image"]
+        k["memory_over_oneshot"] = k["peak_rss_above_baseline_mib"] / base["peak_rss_above_baseline_mib"]
+        k["step_over_standalone_step"] = k["seconds_per_step"] / alone_step
+
     result = {
         "settings": {
             "space": space.to_config(), "threads": args.threads, "archs": n_archs, "calib_batches": calib_batches,
@@ -135,6 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         "standalone_train_seconds": standalone_seconds,
         "standalone_epochs": standalone_epochs,
         "speedup_supernet_score_vs_standalone_training": standalone_seconds / statistics.median(evals),
+        "kinds": kinds,
     }
     rows = [
         ("per-trial evaluation (s, median)", f"{result['eval_seconds_median']:.3f}"),
@@ -153,6 +213,13 @@ def main(argv: list[str] | None = None) -> dict:
     width_col = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name.ljust(width_col)}  {value}")
+    print("\nsupernet kinds (fresh process each; a step trains paths_per_step archs on one batch of 64)")
+    print(f"  {'kind':<8}{'paths':>6}{'ms/step':>9}{'step/1-shot':>12}{'image/1-shot':>13}{'step/stand-alone':>17}"
+          f"{'peak MiB':>10}{'mem/1-shot':>11}{'params':>10}")
+    for k in kinds:
+        print(f"  {k['kind']:<8}{k['paths_per_step']:>6}{k['seconds_per_step'] * 1e3:>9.1f}"
+              f"{k['step_over_oneshot']:>12.2f}{k['image_over_oneshot']:>13.2f}{k['step_over_standalone_step']:>17.2f}"
+              f"{k['peak_rss_above_baseline_mib']:>10.1f}{k['memory_over_oneshot']:>11.2f}{k['parameters']:>10,}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -23,6 +23,7 @@ _EXPORTS = {
     "StandaloneResult": "standalone",
     "SupernetEvaluator": "evaluation",
     "SupernetObjective": "objective",
+    "TableEvaluator": "tables",
     "TrainConfig": "training",
     "TrainResult": "training",
     "TrainingDiverged": "training",

@@ -32,7 +32,7 @@ class Score:
     """What scoring an arch gives."""
 
     accuracy: float
-    loss: float
+    loss: float | None
     seconds: float
     key: str
     extra: Mapping[str, Any]

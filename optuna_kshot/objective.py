@@ -119,9 +119,11 @@ class SupernetObjective:
         """Store attributes and constraints of a scored arch on its trial; return the objective values."""
         costs = self.measures(arch)
         attrs: dict[str, Any] = {
-            **self.user_attrs, **costs, "arch_key": score.key, "val_loss": score.loss,
-            "accuracy": score.accuracy, "eval_seconds": round(score.seconds, 6), **dict(score.extra),
+            **self.user_attrs, **costs, "arch_key": score.key, "accuracy": score.accuracy,
+            "eval_seconds": round(score.seconds, 6), **dict(score.extra),
         }
+        if score.loss is not None:
+            attrs["val_loss"] = score.loss
         feasible = True
         for name, budget in self.budgets.items():
             violation = costs[name] / budget - 1.0

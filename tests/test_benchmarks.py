@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,3 +34,25 @@ def test_ranking_smoke(tmp_path):
     # the cached ground truth is reused: a second run trains no stand-alone network
     stdout, _ = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path), "--kinds", "oneshot")
     assert "stand-alone runs" not in stdout
+
+
+def test_tabular_smoke(tmp_path):
+    stdout, result = _run("tabular.py", tmp_path)
+    assert "macro  accuracy,macs" in stdout
+    rows = [r for r in result["rows"] if r["objectives"] == "accuracy,macs"]
+    assert {r["sampler"] for r in rows} == {"nsga2", "tpe", "random"}
+    assert all(0 < r["hv_frac@20"] <= 1 and r["hv_frac@10"] <= r["hv_frac@20"] for r in rows)
+
+
+def test_hypervolume_2d_by_hand():
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("tabular", ROOT / "benchmarks" / "tabular.py")
+    tabular = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tabular)
+    acc, cost = np.array([0.9, 0.8, 0.7, 0.95]), np.array([3.0, 1.0, 0.5, 9.0])
+    # reference (0.6, 10): boxes [0.5,1)x0.1 + [1,3)x0.2 + [3,9)x0.3 + [9,10)x0.35
+    assert tabular.hypervolume_2d(acc, cost, 0.6, 10.0) == pytest.approx(0.05 + 0.4 + 1.8 + 0.35)
+    assert tabular.hypervolume_2d(acc, cost, 0.99, 10.0) == 0.0
