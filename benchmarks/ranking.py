@@ -36,6 +36,8 @@ KINDS: dict[str, tuple[str, dict[str, Any], str]] = {
     "fair": ("oneshot", {}, "fair"),
     "kshot2": ("kshot", {"k": 2}, "uniform"),
     "kshot4": ("kshot", {"k": 4}, "uniform"),
+    "oneshot+stab": ("oneshot", {"stabilizer": True}, "uniform"),
+    "kshot4+stab": ("kshot", {"k": 4, "stabilizer": True}, "uniform"),
 }
 
 
@@ -151,9 +153,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
         runs = list(pool.map(_kind_job, jobs))
 
+    depths = [sum(a[c.name] != "skip" for c in space.choices if c.name.startswith("layer")) for a in archs]
+
+    def by_depth(values: list[float]) -> dict[int, float]:
+        return {d: float(np.mean([v for v, dd in zip(values, depths) if dd == d])) for d in sorted(set(depths))}
+
     rows = []
     for run in runs:
         m = ok.ranking_metrics(run["scores"], gt["mean"])
+        per_depth = by_depth(run["scores"])
+        m["score_by_depth"] = per_depth
+        m["score_spread_across_depths"] = float(np.std(list(per_depth.values())))
+        m["score_std"] = float(np.std(run["scores"]))
         rows.append({"kind": run["kind"], **m, "tau_over_ceiling": m["kendall_tau"] / gt["ceiling"]
                      if gt["ceiling"] > 0 else float("nan"), "train_seconds": run["train_seconds"],
                      "images": run["images"], "extra": run["history_extra"], "scores": run["scores"]})
@@ -162,18 +173,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "space_config": space.to_config(), "threads_per_worker": 1, "torch": torch.__version__,
                      "machine": platform.machine(), "cpus": os.cpu_count()},
         "ground_truth": {"path": gt["path"], "ceiling_kendall_tau": gt["ceiling"], "archs": gt["settings"]["archs"],
-                         "mean_test_accuracy": gt["mean"]},
+                         "mean_test_accuracy": gt["mean"], "accuracy_by_depth": by_depth(gt["mean"])},
         "kinds": rows,
     }
     topk = [k for k in rows[0] if k.startswith("top")][0] if rows else "top5_precision"
     print(f"\nranking vs stand-alone ground truth: {space.kind} space, data {args.data} at {args.resolution}px, "
           f"width x{args.width_mult}, {len(archs)} archs, GT {args.gt_epochs} epochs x 2 seeds")
     print(f"ceiling (seed-to-seed Kendall tau): {gt['ceiling']:.3f}; budget {args.budget_images:,} images per kind")
-    header = f"{'kind':<10}{'tau':>8}{'spearman':>10}{topk:>16}{'best pick GT':>14}{'tau/ceiling':>13}{'train s':>9}"
+    header = (f"{'kind':<14}{'tau':>8}{'spearman':>10}{topk:>16}{'best pick GT':>14}{'tau/ceiling':>13}"
+              f"{'train s':>9}{'depth spread':>14}")
     print(header)
     for r in rows:
-        print(f"{r['kind']:<10}{r['kendall_tau']:>8.3f}{r['spearman']:>10.3f}{r[topk]:>16.2f}"
-              f"{r['best_pick_truth']:>14.4f}{r['tau_over_ceiling']:>13.2f}{r['train_seconds']:>9.1f}")
+        print(f"{r['kind']:<14}{r['kendall_tau']:>8.3f}{r['spearman']:>10.3f}{r[topk]:>16.2f}"
+              f"{r['best_pick_truth']:>14.4f}{r['tau_over_ceiling']:>13.2f}{r['train_seconds']:>9.1f}"
+              f"{r['score_spread_across_depths']:>14.4f}")
     out = Path(args.out or RESULTS / f"ranking_{space.kind}_{args.data.split(':')[0]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

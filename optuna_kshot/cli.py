@@ -43,6 +43,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--supernet", default="oneshot",
                    help="supernet kind: oneshot or kshot (default: %(default)s)")
     p.add_argument("--k", type=int, default=4, help="K-shot: weight copies per op (default: %(default)s)")
+    p.add_argument("--stabilizer", action="store_true",
+                   help="SCARLET: skips run a learnable 1x1 stabilizer in training and scoring (dropped on export)")
     p.add_argument("--init-from", default=None,
                    help="K-shot: start from this trained one-shot checkpoint (copy 0 = its weights)")
     p.add_argument("--path-sampler", default="uniform", choices=("uniform", "flops-bins", "fair"),
@@ -148,6 +150,8 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
     config = TrainConfig(epochs=args.epochs, budget_images=args.budget_images, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed)
     options: dict[str, Any] = {"k": args.k} if args.supernet == "kshot" else {}
+    if args.stabilizer:
+        options["stabilizer"] = True
     base = None
     if args.init_from:
         if args.supernet != "kshot":
@@ -247,10 +251,10 @@ def _export(args: argparse.Namespace, data: Any, study: Any = None) -> Path:
                 from None
     trial = _pick_trial(study, args.trial)
     arch = space.validate(trial.params)
-    subnet = evaluator.subnet(arch)
+    subnet = evaluator.subnet(arch, deploy=True)  # stabilizers (if any) dropped, BN recalibrated for that
     accuracy, _ = evaluate_model(subnet, data.val, device=evaluator.device)
-    meta = {"trial": trial.number, "study": study.study_name, "supernet_val_accuracy": accuracy,
-            "supernet": state["supernet"]}
+    meta = {"trial": trial.number, "study": study.study_name, "val_accuracy": accuracy,
+            "supernet_score": evaluator.score(arch).accuracy, "supernet": state["supernet"]}
     if args.finetune_epochs:
         from .sampling import FixedSampler
         from .training import TrainConfig, train_supernet

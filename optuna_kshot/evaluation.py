@@ -129,11 +129,13 @@ class SupernetEvaluator:
         self._lock = threading.Lock()
         self.use_cache = cache
 
-    def subnet(self, arch: Mapping[str, Any]) -> nn.Module:
-        """The arch's subnet with this evaluator's BN calibration (what :meth:`score` evaluates)."""
+    def subnet(self, arch: Mapping[str, Any], *, deploy: bool = False) -> nn.Module:
+        """The arch's subnet with this evaluator's BN calibration (what :meth:`score` evaluates). ``deploy``
+        drops SCARLET stabilizers (plain identity skips, loadable by :func:`~optuna_kshot.load_subnet`); BN is
+        recalibrated for what the subnet then computes."""
         arch = self.space.validate(arch)
         with torch.no_grad():
-            subnet = self.supernet.export(arch).to(self.device)
+            subnet = self.supernet.export(arch, deploy=deploy).to(self.device)
         if self.bn_mode == "recalibrate":
             recalibrate_bn(subnet, self._calib)
         return subnet.eval()

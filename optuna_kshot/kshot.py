@@ -95,6 +95,8 @@ class KShotSupernet(nn.Module):
         simplex_chunks: int = 4,
         simplex_lr: float = 3e-3,
         width_separation: float = 0.1,
+        stabilizer: bool = False,
+        force_stabilizer: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -111,14 +113,15 @@ class KShotSupernet(nn.Module):
             "simplex_every": simplex_every, "simplex_chunks": simplex_chunks, "simplex_lr": simplex_lr,
             "width_separation": width_separation,
         }
-        self.base = base if base is not None else build_supernet(space, seed=seed)
+        stab = {"stabilizer": stabilizer, "force_stabilizer": force_stabilizer}
+        self.base = base if base is not None else build_supernet(space, seed=seed, **stab)
         named = dict(self.base.named_parameters())
         self._op_names = [n for n in named if any(n.startswith(p) for p in self.base.op_prefixes())]
         self.copies = nn.ParameterDict()
         if k > 1:
             with seeded(seed):
                 for j in range(1, k):
-                    fresh = None if base is not None else dict(build_supernet(space).named_parameters())
+                    fresh = None if base is not None else dict(build_supernet(space, **stab).named_parameters())
                     for name in self._op_names:
                         p = named[name].detach()
                         extra = fresh[name].detach().clone() if fresh is not None else p
@@ -175,13 +178,14 @@ class KShotSupernet(nn.Module):
         return functional_call(self.base, self.merged(arch, code), (x, arch), strict=False)
 
     @torch.no_grad()
-    def export(self, arch: Mapping[str, Any]) -> nn.Module:
-        """The arch's plain subnet with the copies merged into one weight set (as small as a one-shot one)."""
+    def export(self, arch: Mapping[str, Any], *, deploy: bool = False) -> nn.Module:
+        """The arch's plain subnet with the copies merged into one weight set (as small as a one-shot one);
+        ``deploy`` drops stabilizers (see the one-shot network's ``export``)."""
         arch = self.space.validate(arch)
         merged = self.merged(arch, self.code(arch))
         with self._export_lock:  # functional_call swaps tensors on self.base for the duration of the call
             return functional_call(_Exporter(self.base), {f"net.{k}": v for k, v in merged.items()}, (arch,),
-                                   strict=False)
+                                   {"deploy": deploy}, strict=False)
 
     def describe_arch(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """What a trial stores about the arch: its K-shot code."""
@@ -257,5 +261,5 @@ class _Exporter(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, arch: Mapping[str, Any]) -> nn.Module:
-        return self.net.export(arch)
+    def forward(self, arch: Mapping[str, Any], deploy: bool = False) -> nn.Module:
+        return self.net.export(arch, deploy=deploy)

@@ -23,9 +23,10 @@ def make_supernet(
 ) -> nn.Module:
     """A fresh supernet of ``kind`` over a built-in space, initialised from ``seed``.
 
-    Kinds: ``oneshot`` (one weight set per op; SPOS/FairNAS training) and ``kshot`` (K copies per op mixed by a
-    simplex-net; options of :class:`~optuna_kshot.kshot.KShotSupernet` such as ``k=4``; ``base`` is a trained
-    one-shot supernet to start from).
+    Kinds: ``oneshot`` (one weight set per op; SPOS/FairNAS training) and ``kshot`` (K copies per op mixed by
+    a simplex-net; options of :class:`~optuna_kshot.kshot.KShotSupernet` such as ``k=4``; ``base`` is a trained
+    one-shot supernet to start from). Every kind takes ``stabilizer=True`` (SCARLET's learnable stabilizer on
+    skips; ``force_stabilizer`` for NAS-Bench-201).
     """
     if kind not in SUPERNET_KINDS:
         raise ValueError(f"Unknown supernet kind {kind!r}; choose one of {list(SUPERNET_KINDS)!r}.")
@@ -33,9 +34,10 @@ def make_supernet(
         from .kshot import KShotSupernet
 
         return KShotSupernet(space, seed=seed, base=base, **options)
-    if options or base is not None:
-        raise TypeError(f"The {kind} supernet takes no options, but got {sorted(options)!r}.")
-    return build_supernet(space, seed=seed)
+    unknown = sorted(set(options) - {"stabilizer", "force_stabilizer"})
+    if unknown or base is not None:
+        raise TypeError(f"The {kind} supernet takes only stabilizer options, but got {unknown or ['base']!r}.")
+    return build_supernet(space, seed=seed, **options)
 
 
 def supernet_metadata(space: SearchSpace, kind: str = "oneshot", **options: Any) -> dict[str, Any]:

@@ -39,9 +39,19 @@ def _network_class(space: SearchSpace) -> type[ChainNetwork] | type[NB201Network
     )
 
 
-def build_supernet(space: SearchSpace, *, seed: int | None = None) -> nn.Module:
-    """A one-shot supernet of a built-in space: one weight set per (layer, op), initialised from ``seed``."""
+def build_supernet(
+    space: SearchSpace, *, seed: int | None = None, stabilizer: bool = False, force_stabilizer: bool = False
+) -> nn.Module:
+    """A one-shot supernet of a built-in space: one weight set per (layer, op), initialised from ``seed``.
+
+    ``stabilizer`` runs SCARLET's learnable stabilizer on identity skips (chain spaces); NAS-Bench-201 refuses it
+    unless ``force_stabilizer``, which then puts a stabilizer on its ``skip_connect`` edges.
+    """
     with seeded(seed):
+        if force_stabilizer and isinstance(space, NB201Space):
+            return NB201Network.supernet(space, stabilizer=False)._with_stabilizers()
+        if stabilizer or force_stabilizer:
+            return _network_class(space).supernet(space, stabilizer=True)
         return _network_class(space).supernet(space)
 
 

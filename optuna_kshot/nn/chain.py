@@ -14,16 +14,17 @@ import torch
 from torch import nn
 
 from ..spaces import ChainSpace, LayerSpec, parse_op
-from .ops import ConvBN, MBConv
+from .ops import ConvBN, MBConv, Stabilizer
 
 __all__ = ["ChainNetwork"]
 
 
-def _build_op(layer: LayerSpec, op: str, width: float) -> nn.Module:
+def _build_op(layer: LayerSpec, op: str, width: float, stabilizer: bool = False) -> nn.Module:
     ke = parse_op(op)
     if ke is None:
-        return ConvBN(layer.in_channels, layer.out_channels, 1, layer.stride, act=False) if layer.reshapes \
-            else nn.Identity()
+        if layer.reshapes:  # already a linear 1x1 projection (+ BN), as NAS-Bench-Macro trains it
+            return ConvBN(layer.in_channels, layer.out_channels, 1, layer.stride, act=False)
+        return Stabilizer(layer.in_channels) if stabilizer else nn.Identity()
     return MBConv(layer.in_channels, layer.out_channels, ke[0], layer.hidden_channels(op, width), layer.stride)
 
 
@@ -40,10 +41,11 @@ class ChainNetwork(nn.Module):
         self.classifier = nn.Linear(space.head_channels or last, space.num_classes)
 
     @classmethod
-    def supernet(cls, space: ChainSpace) -> ChainNetwork:
-        """Every op of every layer at its widest."""
+    def supernet(cls, space: ChainSpace, *, stabilizer: bool = False) -> ChainNetwork:
+        """Every op of every layer at its widest; with ``stabilizer``, identity skips run SCARLET's learnable
+        stabilizer (:class:`~optuna_kshot.nn.ops.Stabilizer`) during training and scoring."""
         return cls(space, [
-            {op: _build_op(layer, op, max(layer.widths) if layer.widths else 1.0) for op in layer.ops}
+            {op: _build_op(layer, op, max(layer.widths) if layer.widths else 1.0, stabilizer) for op in layer.ops}
             for layer in space.layers
         ])
 
@@ -84,8 +86,12 @@ class ChainNetwork(nn.Module):
         return [f"layers.{i}.{op}." for i, (op, _) in enumerate(self.space.layer_ops(arch))]
 
     @torch.no_grad()
-    def export(self, arch: Mapping[str, Any]) -> ChainNetwork:
-        """The arch's subnet with copies of this supernet's weights (sliced to the chosen widths)."""
+    def export(self, arch: Mapping[str, Any], *, deploy: bool = False) -> ChainNetwork:
+        """The arch's subnet with copies of this supernet's weights (sliced to the chosen widths).
+
+        A supernet with stabilizers keeps them (the subnet computes what the supernet scores) unless ``deploy``:
+        then skips are plain identities, as in :func:`~optuna_kshot.nn.build_subnet` (loadable without the
+        supernet, and what FLOPs/params count)."""
         arch = self.space.validate(arch)
         out = ChainNetwork.__new__(ChainNetwork)
         nn.Module.__init__(out)
@@ -96,8 +102,10 @@ class ChainNetwork(nn.Module):
             module = ops[op]
             if isinstance(module, MBConv):
                 static = module.export(spec.hidden_channels(op, width))
+            elif isinstance(module, Stabilizer) and deploy:
+                static = nn.Identity()
             else:  # fresh module + state copy: real Parameters even when weights were swapped in (K-shot)
-                static = _build_op(spec, op, width).to(self.classifier.weight.device)
+                static = _build_op(spec, op, width, isinstance(module, Stabilizer)).to(self.classifier.weight.device)
                 static.load_state_dict(module.state_dict())
             layers.append({op: static})
         out.layers = nn.ModuleList(nn.ModuleDict(ops) for ops in layers)

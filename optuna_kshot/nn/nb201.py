@@ -10,7 +10,7 @@ from torch import nn
 
 from ..spaces import NB201_EDGES, NB201_OPS, NB201Space
 from ..spaces._nb201 import edge_name
-from .ops import AvgPool3x3, ReLUConvBN, ResidualReduction
+from .ops import AvgPool3x3, ReLUConvBN, ResidualReduction, Stabilizer
 
 __all__ = ["NB201Network", "Cell"]
 
@@ -30,6 +30,7 @@ class Cell(nn.Module):
 
     def __init__(self, c: int, ops: Mapping[str, tuple[str, ...]]) -> None:
         super().__init__()
+        self.channels = c
         self.edges = nn.ModuleDict()
         for j, i in NB201_EDGES:
             name = edge_name(j, i)
@@ -72,9 +73,25 @@ class NB201Network(nn.Module):
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=False))
         self.classifier = nn.Linear(c, space.num_classes)
         self._ops = {k: tuple(v) for k, v in ops.items()}
+        self.stabilized = False
+
+    def _with_stabilizers(self) -> NB201Network:
+        """Forced SCARLET stabilizers on ``skip_connect`` edges (not equivalent here: ops start with ReLU)."""
+        for block in self.blocks:
+            if isinstance(block, Cell):
+                for candidates in block.edges.values():
+                    if "skip_connect" in candidates:
+                        candidates["skip_connect"] = Stabilizer(block.channels)
+        self.stabilized = True
+        return self
 
     @classmethod
-    def supernet(cls, space: NB201Space) -> NB201Network:
+    def supernet(cls, space: NB201Space, *, stabilizer: bool = False) -> NB201Network:
+        if stabilizer:
+            raise ValueError(
+                "The SCARLET stabilizer is not equivalent to a skip in NAS-Bench-201, whose ops start with ReLU "
+                "(a 1x1 conv before them is not absorbed); pass force_stabilizer=True to use it anyway."
+            )
         return cls(space, {c.name: NB201_OPS for c in space.choices})
 
     @classmethod
@@ -107,10 +124,13 @@ class NB201Network(nn.Module):
         ]
 
     @torch.no_grad()
-    def export(self, arch: Mapping[str, Any]) -> NB201Network:
-        """The arch's subnet with copies of this supernet's weights."""
+    def export(self, arch: Mapping[str, Any], *, deploy: bool = False) -> NB201Network:
+        """The arch's subnet with copies of this supernet's weights (``deploy`` changes nothing here)."""
         arch = self.space.validate(arch)
-        out = NB201Network.subnet(self.space, arch).to(self.classifier.weight.device)
+        out = NB201Network.subnet(self.space, arch)
+        if self.stabilized and not deploy:
+            out._with_stabilizers()
+        out.to(self.classifier.weight.device)
         src = self.state_dict()
         out.load_state_dict({k: src[k] for k in out.state_dict()})
         return out

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvBN", "MBConv", "ReLUConvBN", "ResidualReduction", "AvgPool3x3"]
+__all__ = ["ConvBN", "MBConv", "ReLUConvBN", "ResidualReduction", "AvgPool3x3", "Stabilizer"]
 
 
 class ConvBN(nn.Sequential):
@@ -129,3 +129,14 @@ class ResidualReduction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
+
+
+class Stabilizer(nn.Conv2d):
+    """SCARLET's learnable stabilizer for a skip choice: a bias-free 1x1 convolution, no BN, no activation,
+    initialised to the identity. It is linearly equivalent to the identity in front of an op that starts with a
+    linear map (MBConv's 1x1 expansion), so it adds no representational power; exported subnets drop it."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, channels, 1, bias=False)
+        with torch.no_grad():
+            nn.init.dirac_(self.weight)
