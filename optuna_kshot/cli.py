@@ -41,15 +41,22 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=8, help="NAS-Bench-201 channels C (default: %(default)s)")
     p.add_argument("--cells", type=int, default=1, help="NAS-Bench-201 cells per stage N (default: %(default)s)")
     p.add_argument("--supernet", default="oneshot",
-                   help="supernet kind: oneshot or kshot (default: %(default)s)")
+                   help="supernet kind: oneshot, kshot or fewshot (default: %(default)s)")
     p.add_argument("--k", type=int, default=4, help="K-shot: weight copies per op (default: %(default)s)")
+    p.add_argument("--split", default="enn",
+                   help="few-shot: 'enn' (by effective number of nonlinearities) or 'op:CHOICE' such as op:layer0 "
+                        "(default: %(default)s)")
+    p.add_argument("--enn-thresholds", default=None,
+                   help="few-shot by ENN: comma-separated group boundaries, e.g. 8,12 (default: per space)")
+    p.add_argument("--fewshot-width", type=float, default=None,
+                   help="few-shot: width ratio of each sub-supernet (default: about 1/number of groups)")
     p.add_argument("--stabilizer", action="store_true",
                    help="SCARLET: skips run a learnable 1x1 stabilizer in training and scoring (dropped on export)")
     p.add_argument("--init-from", default=None,
                    help="K-shot: start from this trained one-shot checkpoint (copy 0 = its weights)")
-    p.add_argument("--path-sampler", default="uniform", choices=("uniform", "flops-bins", "fair"),
-                   help="training path sampling: SPOS uniform, uniform over MACs bins, or FairNAS "
-                        "(default: %(default)s)")
+    p.add_argument("--path-sampler", default=None, choices=("uniform", "flops-bins", "fair", "balanced"),
+                   help="training path sampling: SPOS uniform, uniform over MACs bins, FairNAS, or few-shot "
+                        "supernet-balanced (default: balanced for fewshot, else uniform)")
     p.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
     p.add_argument("--budget-images", type=int, default=None, help="train for this many images instead of epochs")
     p.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
@@ -150,18 +157,32 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
     config = TrainConfig(epochs=args.epochs, budget_images=args.budget_images, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed)
     options: dict[str, Any] = {"k": args.k} if args.supernet == "kshot" else {}
+    if args.supernet == "fewshot":
+        options["split"] = args.split
+        if args.enn_thresholds:
+            try:
+                options["thresholds"] = [float(t) for t in args.enn_thresholds.split(",")]
+            except ValueError:
+                raise UsageError(f"--enn-thresholds takes comma-separated numbers, not {args.enn_thresholds!r}.") \
+                    from None
+        if args.fewshot_width is not None:
+            options["width_ratio"] = args.fewshot_width
+    if args.path_sampler is None:
+        args.path_sampler = "balanced" if args.supernet == "fewshot" else "uniform"
     if args.stabilizer:
         options["stabilizer"] = True
     base = None
     if args.init_from:
-        if args.supernet != "kshot":
-            raise UsageError("--init-from starts a K-shot supernet from a one-shot one; add --supernet kshot.")
+        if args.supernet not in ("kshot", "fewshot"):
+            raise UsageError("--init-from starts a K-shot or few-shot supernet from a one-shot one; "
+                             "add --supernet kshot or --supernet fewshot.")
         base, base_space, state = load_supernet(args.init_from, space=space)
         if state["supernet"]["kind"] != "oneshot":
             raise UsageError(f"--init-from needs a one-shot checkpoint, but {args.init_from!r} is {state['supernet']}.")
     supernet = make_supernet(space, args.supernet, seed=args.seed, base=base, **options)
     result = train_supernet(
-        supernet, data.train, config, sampler=make_sampler(args.path_sampler, space, seed=args.seed),
+        supernet, data.train, config,
+        sampler=make_sampler(args.path_sampler, space, seed=args.seed, supernet=supernet),
         device=args.device, checkpoint=args.checkpoint, resume=not args.restart, progress=not args.quiet,
         metadata={**supernet_metadata(space, args.supernet, **options), "data": data.name,
                   "path_sampler": args.path_sampler, "init_from": args.init_from},

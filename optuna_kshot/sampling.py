@@ -97,15 +97,22 @@ class FixedSampler:
         return [dict(self.arch)]
 
 
-SAMPLERS = ("uniform", "flops-bins", "fair")
+SAMPLERS = ("uniform", "flops-bins", "fair", "balanced")
 
 
-def make_sampler(name: str, space: SearchSpace, *, seed: int = 0) -> PathSampler:
-    """A sampler by name: ``uniform`` (SPOS), ``flops-bins`` (SPOS over MACs bins) or ``fair`` (FairNAS)."""
+def make_sampler(name: str, space: SearchSpace, *, seed: int = 0, supernet: Any = None) -> PathSampler:
+    """A sampler by name: ``uniform`` (SPOS), ``flops-bins`` (SPOS over MACs bins), ``fair`` (FairNAS) or
+    ``balanced`` (few-shot supernet-balanced sampling: one arch per sub-supernet; needs the few-shot supernet)."""
     if name == "uniform":
         return UniformSampler(space)
     if name == "flops-bins":
         return FlopsBinSampler(space, seed=seed)
     if name == "fair":
         return FairSampler(space)
+    if name == "balanced":
+        balanced = getattr(supernet, "balanced_sampler", None)
+        if balanced is None:
+            raise ValueError("The 'balanced' path sampler trains one arch per sub-supernet: it needs a few-shot "
+                             "supernet (--supernet fewshot).")
+        return balanced()
     raise ValueError(f"Unknown path sampler {name!r}; choose one of {list(SAMPLERS)!r}.")
