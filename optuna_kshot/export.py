@@ -28,7 +28,9 @@ def save_subnet(
     *, metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``subnet.pt`` (its ``state_dict``) and ``subnet.json`` (space, arch, counts, metadata) into
-    ``directory``; returns the directory."""
+    ``directory``; returns the directory. A subnet that carries its own ``space`` (built-in networks do; a
+    narrower few-shot sub-supernet's subnet differs from the searched space) is saved with that one."""
+    space = getattr(subnet, "space", None) or space
     arch = space.validate(arch)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

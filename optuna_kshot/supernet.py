@@ -15,7 +15,7 @@ from .spaces import space_from_config
 
 __all__ = ["make_supernet", "supernet_metadata", "load_supernet", "SUPERNET_KINDS"]
 
-SUPERNET_KINDS = ("oneshot", "kshot")
+SUPERNET_KINDS = ("oneshot", "kshot", "fewshot")
 
 
 def make_supernet(
@@ -23,10 +23,15 @@ def make_supernet(
 ) -> nn.Module:
     """A fresh supernet of ``kind`` over a built-in space, initialised from ``seed``.
 
-    Kinds: ``oneshot`` (one weight set per op; SPOS/FairNAS training) and ``kshot`` (K copies per op mixed by
-    a simplex-net; options of :class:`~optuna_kshot.kshot.KShotSupernet` such as ``k=4``; ``base`` is a trained
-    one-shot supernet to start from). Every kind takes ``stabilizer=True`` (SCARLET's learnable stabilizer on
-    skips; ``force_stabilizer`` for NAS-Bench-201).
+    Kinds:
+    - ``oneshot``: one weight set per op (SPOS/FairNAS training);
+    - ``kshot``: K copies per op mixed by a simplex-net (options of :class:`~optuna_kshot.kshot.KShotSupernet`
+      such as ``k=4``; ``base`` is a trained one-shot supernet to start from);
+    - ``fewshot``: sub-supernets by ``split="enn"`` or ``"op:CHOICE"`` (options of
+      :class:`~optuna_kshot.fewshot.FewShotSupernet`; ``base`` for weight transfer).
+
+    Every kind takes ``stabilizer=True`` (SCARLET's learnable stabilizer on skips; ``force_stabilizer`` for
+    NAS-Bench-201 with one-shot and K-shot).
     """
     if kind not in SUPERNET_KINDS:
         raise ValueError(f"Unknown supernet kind {kind!r}; choose one of {list(SUPERNET_KINDS)!r}.")
@@ -34,6 +39,10 @@ def make_supernet(
         from .kshot import KShotSupernet
 
         return KShotSupernet(space, seed=seed, base=base, **options)
+    if kind == "fewshot":
+        from .fewshot import FewShotSupernet
+
+        return FewShotSupernet(space, seed=seed, base=base, **options)
     unknown = sorted(set(options) - {"stabilizer", "force_stabilizer"})
     if unknown or base is not None:
         raise TypeError(f"The {kind} supernet takes only stabilizer options, but got {unknown or ['base']!r}.")

@@ -11,7 +11,7 @@ from ._nb201 import NB201_EDGES, NB201_OPS, NB201Space, nb201_space
 
 __all__ = [
     "ChainSpace", "LayerSpec", "MacroSpace", "NB201Space", "layerwise_space", "macro_space", "nb201_space",
-    "space_from_config", "build_space", "count_macs", "count_flops", "count_params", "parse_op",
+    "space_from_config", "build_space", "scaled_space", "count_macs", "count_flops", "count_params", "parse_op",
     "MACRO_OPS", "NB201_OPS", "NB201_EDGES", "SPACE_KINDS",
 ]
 
@@ -34,6 +34,21 @@ def space_from_config(config: Mapping[str, Any]) -> SearchSpace:
     if kind == "layerwise" and config.get("stages") is not None:
         config["stages"] = tuple(tuple(s) for s in config["stages"])
     return build_space(kind, **config)
+
+
+def scaled_space(space: SearchSpace, ratio: float) -> SearchSpace:
+    """The same built-in space (same choices) with every channel count scaled by ``ratio``: a chain space's
+    ``width_mult`` times ratio, NAS-Bench-201's ``channels`` times ratio (16 -> 8 / 5 / 4 for 1/2, 1/3, 1/4)."""
+    if ratio == 1:
+        return space
+    config = space.to_config()
+    if config["kind"] in ("layerwise", "macro"):
+        config["width_mult"] = config["width_mult"] * ratio
+    elif config["kind"] == "nb201":
+        config["channels"] = max(1, int(round(config["channels"] * ratio)))
+    else:
+        raise TypeError(f"Only built-in spaces can be narrowed, not {type(space).__name__}.")
+    return space_from_config(config)
 
 
 def _counter(space: SearchSpace, what: str) -> Any:

@@ -1,0 +1,138 @@
+from collections import Counter
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from optuna_kshot import (
+    FewShotSupernet,
+    SupernetEvaluator,
+    SupernetObjective,
+    TrainConfig,
+    UniformSampler,
+    enn,
+    evaluate_model,
+    layerwise_space,
+    load_subnet,
+    macro_space,
+    make_sampler,
+    make_supernet,
+    nb201_space,
+    save_subnet,
+    train_supernet,
+)
+
+
+def test_enn_counts_and_nb201_group_sizes():
+    space = nb201_space(channels=4, cells_per_stage=1, resolution=16)
+    sizes = Counter(enn(space, a) for a in space.enumerate())
+    assert [sizes[v] for v in range(4)] == [1983, 7122, 5520, 1000]
+    assert enn(space, space.from_key("333333")) == 3  # 0-1-2-3: three convs
+    assert enn(space, space.from_key("303000")) == 0  # convs, but no path reaches node 3
+    assert enn(space, space.from_key("300020")) == 2  # 0 -conv3-> 1 -conv1-> 3
+    assert enn(space, space.from_key("300120")) == 2  # plus a skip 0 -> 3: the maximum over paths
+    macro = macro_space(width_mult=0.125, resolution=16)
+    assert enn(macro, macro.from_key("00000000")) == 0
+    assert enn(macro, macro.from_key("12012000")) == 8
+    lw = layerwise_space(width_mult=0.25, resolution=16)
+    arch = {**lw.sample(0), **{f"layer{i}": "skip" for i in (1, 3, 4, 6, 7)}}
+    assert enn(lw, arch) == 6
+
+
+@pytest.mark.parametrize("split", ["enn", "op:edge_1_0"])
+def test_routing_covers_the_whole_space_once(split):
+    space = nb201_space(channels=2, cells_per_stage=1, resolution=8)
+    supernet = FewShotSupernet(space, split, width_ratio=1.0)
+    groups = [supernet.group(a) for a in space.enumerate()]
+    assert len(groups) == space.size  # every arch routed, each to exactly one group
+    assert set(groups) == set(range(supernet.n_groups))
+    if split == "enn":
+        assert supernet.n_groups == 4 and Counter(groups)[3] == 1000
+    else:
+        assert supernet.n_groups == 5 and all(n == 3125 for n in Counter(groups).values())
+
+
+def test_custom_split_function_and_errors():
+    space = macro_space(width_mult=0.125, resolution=16)
+    supernet = FewShotSupernet(space, lambda a: int(a["layer0"] == "skip"), n_groups=2)
+    assert supernet.group(space.from_key("01111111")) == 1 and supernet.width_ratio == 0.5
+    with pytest.raises(ValueError, match="n_groups"):
+        FewShotSupernet(space, lambda a: 0)
+    bad = FewShotSupernet(space, lambda a: 7, n_groups=2)
+    with pytest.raises(ValueError, match="must return an int in \\[0, 1\\]"):
+        bad.group(space.sample(0))
+    with pytest.raises(ValueError, match="Unknown split"):
+        FewShotSupernet(space, "random")
+    with pytest.raises(KeyError, match="layer9"):
+        FewShotSupernet(space, "op:layer9")
+
+
+def test_reduced_width_default_is_one_over_k():
+    space = nb201_space()
+    assert [FewShotSupernet(space, "enn", thresholds=t).subspace.channels for t in ([1], [1, 2], [1, 2, 3])] \
+        == [8, 5, 4]
+
+
+def test_weight_transfer_then_own_training(tiny_space, tiny_data):
+    oneshot = make_supernet(tiny_space, seed=0)
+    train_supernet(oneshot, tiny_data.train, TrainConfig(epochs=1), sampler=UniformSampler(tiny_space),
+                   progress=False)
+    supernet = make_supernet(tiny_space, "fewshot", split="op:layer0", base=oneshot)
+    reference = oneshot.state_dict()
+    for sub in supernet.supernets:
+        assert all(torch.equal(v, reference[k]) for k, v in sub.state_dict().items())
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=1), sampler=make_sampler("balanced", tiny_space,
+                   supernet=supernet), progress=False)
+    # each sub-supernet trained only on archs holding its option of layer0
+    for g, sub in enumerate(supernet.supernets):
+        own = supernet.split_info["options"][g]
+        state = sub.state_dict()
+        for op in supernet.split_info["options"]:
+            key = f"layers.0.{op}.expand.0.weight"
+            assert torch.equal(state[key], reference[key]) == (op != own), (g, op)
+    with pytest.raises(ValueError, match="width_ratio=1"):
+        make_supernet(tiny_space, "fewshot", split="op:layer0", base=oneshot, width_ratio=0.5)
+
+
+def test_balanced_sampling_one_path_per_subsupernet_per_step(tiny_space, tiny_data):
+    supernet = make_supernet(tiny_space, "fewshot", split="enn", thresholds=[6])
+    sampler = make_sampler("balanced", tiny_space, supernet=supernet)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        archs = sampler.sample(rng)
+        assert [supernet.group(a) for a in archs] == list(range(supernet.n_groups))
+    before = [{k: v.clone() for k, v in s.state_dict().items()} for s in supernet.supernets]
+    result = train_supernet(supernet, tiny_data.train, TrainConfig(budget_images=64 * 2), sampler=sampler,
+                            progress=False)
+    assert result.steps == 1 and result.images == 128  # one step, two paths on the same batch
+    for b, sub in zip(before, supernet.supernets):
+        assert not torch.equal(b["stem.0.weight"], sub.state_dict()["stem.0.weight"])
+    with pytest.raises(ValueError, match="needs a few-shot supernet"):
+        make_sampler("balanced", tiny_space, supernet=make_supernet(tiny_space))
+
+
+def test_disconnected_archs_are_never_trained():
+    space = nb201_space(channels=2, cells_per_stage=1, resolution=8)
+    sampler = FewShotSupernet(space, "enn").balanced_sampler()
+    rng = np.random.default_rng(1)
+    archs = [a for _ in range(200) for a in sampler.sample(rng)]
+    assert all(space.is_connected(a) for a in archs)
+    assert any(enn(space, a) == 0 for a in archs)  # group 0 still trained, on its connected archs
+
+
+def test_fewshot_through_objective_and_export(tiny_space, tiny_data, tmp_path):
+    supernet = make_supernet(tiny_space, "fewshot", split="enn", thresholds=[6])
+    evaluator = SupernetEvaluator(supernet, tiny_space, tiny_data.train, tiny_data.val, calib_batches=1)
+    objective = SupernetObjective(evaluator, objectives=("accuracy", "macs"))
+    study = objective.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=6)
+    for t in study.trials:
+        assert t.user_attrs["subsupernet"] == supernet.group(t.params)
+        assert t.user_attrs["MACs"] == tiny_space.count_macs(t.params)  # the searched (full-width) arch
+    trial = study.trials[0]
+    subnet = evaluator.subnet(trial.params)
+    save_subnet(subnet, tiny_space, trial.params, tmp_path / "s")
+    loaded = load_subnet(tmp_path / "s")
+    assert loaded.space == supernet.subspace  # the narrower sub-supernet's width is recorded
+    assert evaluate_model(loaded, tiny_data.val)[0] == trial.values[0]
