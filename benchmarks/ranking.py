@@ -30,15 +30,24 @@ import optuna_kshot as ok
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# kind name -> (supernet kind, supernet options, path sampler)
-KINDS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "oneshot": ("oneshot", {}, "uniform"),
-    "fair": ("oneshot", {}, "fair"),
-    "kshot2": ("kshot", {"k": 2}, "uniform"),
-    "kshot4": ("kshot", {"k": 4}, "uniform"),
-    "oneshot+stab": ("oneshot", {"stabilizer": True}, "uniform"),
-    "kshot4+stab": ("kshot", {"k": 4, "stabilizer": True}, "uniform"),
+# kind name -> how to build and train it; "transfer": share of the budget spent on a one-shot supernet first,
+# whose weights the sub-supernets then start from (few-shot by op).
+KINDS: dict[str, dict[str, Any]] = {
+    "oneshot": {"kind": "oneshot", "options": {}, "sampler": "uniform"},
+    "fair": {"kind": "oneshot", "options": {}, "sampler": "fair"},
+    "kshot2": {"kind": "kshot", "options": {"k": 2}, "sampler": "uniform"},
+    "kshot4": {"kind": "kshot", "options": {"k": 4}, "sampler": "uniform"},
+    "oneshot+stab": {"kind": "oneshot", "options": {"stabilizer": True}, "sampler": "uniform"},
+    "kshot4+stab": {"kind": "kshot", "options": {"k": 4, "stabilizer": True}, "sampler": "uniform"},
+    "fewshot-op": {"kind": "fewshot", "options": {"split": "op:layer0"}, "sampler": "balanced", "transfer": 0.5},
+    "fewshot-enn": {"kind": "fewshot", "options": {"split": "enn"}, "sampler": "balanced"},
+    "fewshot-enn-uniform": {"kind": "fewshot", "options": {"split": "enn"}, "sampler": "uniform"},
+    "fewshot-enn-fullwidth": {"kind": "fewshot", "options": {"split": "enn", "width_ratio": 1.0},
+                              "sampler": "balanced"},
+    "fewshot-enn+stab": {"kind": "fewshot", "options": {"split": "enn", "stabilizer": True}, "sampler": "balanced"},
 }
+DEFAULT_KINDS = ("oneshot", "fair", "kshot2", "kshot4", "fewshot-op", "fewshot-enn", "fewshot-enn-uniform",
+                 "fewshot-enn-fullwidth", "oneshot+stab", "kshot4+stab", "fewshot-enn+stab")
 
 
 def _space(args: argparse.Namespace, data: ok.DataSplits) -> ok.SearchSpace:
@@ -100,16 +109,25 @@ def ground_truth(args: argparse.Namespace, space: ok.SearchSpace, archs: list[di
 def _kind_job(job: dict[str, Any]) -> dict[str, Any]:
     space = ok.space_from_config(job["space"])
     data = ok.load_data(job["data"]).resized(job["resolution"])
-    kind, options, sampler = KINDS[job["kind"]]
-    supernet = ok.make_supernet(space, kind, seed=0, **options)
-    config = ok.TrainConfig(budget_images=job["budget_images"], batch_size=64, lr=job["lr"], seed=0)
+    spec = KINDS[job["kind"]]
     start = time.perf_counter()
-    result = ok.train_supernet(supernet, data.train, config, sampler=ok.make_sampler(sampler, space), progress=False)
+    images = 0
+    base = None
+    transfer = spec.get("transfer", 0.0)
+    if transfer:  # one-shot first, then sub-supernets from its weights; the budget is shared
+        base = ok.make_supernet(space, seed=0)
+        config = ok.TrainConfig(budget_images=int(job["budget_images"] * transfer), lr=job["lr"], seed=0)
+        images += ok.train_supernet(base, data.train, config, sampler=ok.UniformSampler(space), progress=False).images
+    supernet = ok.make_supernet(space, spec["kind"], seed=0, base=base, **spec["options"])
+    config = ok.TrainConfig(budget_images=job["budget_images"] - images, batch_size=64, lr=job["lr"], seed=0)
+    sampler = ok.make_sampler(spec["sampler"], space, supernet=supernet)
+    result = ok.train_supernet(supernet, data.train, config, sampler=sampler, progress=False)
     seconds = time.perf_counter() - start
     evaluator = ok.SupernetEvaluator(supernet, space, data.train, data.val, calib_batches=4)
     scores = [evaluator.score(a).accuracy for a in job["archs"]]
-    return {"kind": job["kind"], "scores": scores, "train_seconds": seconds, "images": result.images,
-            "history_extra": result.history[-1].extra if result.history else {}}
+    groups = [supernet.group(a) for a in job["archs"]] if hasattr(supernet, "group") else None
+    return {"kind": job["kind"], "scores": scores, "train_seconds": seconds, "images": images + result.images,
+            "history_extra": result.history[-1].extra if result.history else {}, "groups": groups}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -123,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget-images", type=int, default=300_000,
                         help="supernet training images, the same for every kind (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=0.1, help="supernet learning rate (default: %(default)s)")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="(default: %(default)s)")
+    parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS), help=f"from {list(KINDS)} (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="processes, 1 thread each (default: %(default)s)")
     parser.add_argument("--gt-dir", default=str(RESULTS), help="ground-truth cache directory (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="30 archs, a third of the budget")
@@ -165,6 +183,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         m["score_by_depth"] = per_depth
         m["score_spread_across_depths"] = float(np.std(list(per_depth.values())))
         m["score_std"] = float(np.std(run["scores"]))
+        if run["groups"] is not None:  # few-shot: does the ranking hold within groups and across them?
+            within = []
+            for g in sorted(set(run["groups"])):
+                idx = [i for i, gg in enumerate(run["groups"]) if gg == g]
+                if len(idx) >= 3:
+                    within.append(ok.ranking_metrics([run["scores"][i] for i in idx],
+                                                     [gt["mean"][i] for i in idx])["kendall_tau"])
+            m["group_sizes"] = {int(g): run["groups"].count(g) for g in sorted(set(run["groups"]))}
+            m["kendall_tau_within_groups_mean"] = float(np.mean(within)) if within else float("nan")
         rows.append({"kind": run["kind"], **m, "tau_over_ceiling": m["kendall_tau"] / gt["ceiling"]
                      if gt["ceiling"] > 0 else float("nan"), "train_seconds": run["train_seconds"],
                      "images": run["images"], "extra": run["history_extra"], "scores": run["scores"]})
