@@ -26,6 +26,7 @@ from torch.func import functional_call
 
 from .nn import build_supernet, seeded
 from .space import SearchSpace
+from .training import sync_gradients
 
 __all__ = ["SimplexNet", "KShotSupernet", "code_stats"]
 
@@ -225,6 +226,7 @@ class KShotSupernet(nn.Module):
                 loss = loss + nn.functional.cross_entropy(logits, ys) / chunks
             loss = loss + self.options["width_separation"] * self._width_similarity(archs, codes, rng)
             loss.backward()
+            sync_gradients(self.simplex.parameters())
             opt.step()
             for p in self.parameters_to_train():  # the copies were detached; make sure nothing leaks
                 p.grad = None

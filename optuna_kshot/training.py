@@ -23,7 +23,10 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import ArrayDataset
 from .sampling import PathSampler
 
-__all__ = ["TrainConfig", "TrainResult", "EpochRecord", "TrainingDiverged", "train_supernet", "resolve_device"]
+__all__ = [
+    "TrainConfig", "TrainResult", "EpochRecord", "TrainingDiverged", "train_supernet", "resolve_device",
+    "sync_gradients", "init_distributed_from_env",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -36,6 +39,42 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"`device` must name a torch device such as 'cpu' or 'cuda:0', but got {device!r}.") from e
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the running torch.distributed group, or (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def sync_gradients(params: Sequence[torch.Tensor] | Any) -> None:
+    """Average the gradients of ``params`` over the torch.distributed group (no-op without one). Every rank
+    trains the same paths (same seed), so the same parameters have gradients on every rank."""
+    import torch.distributed as dist
+
+    rank, world = _world()
+    if world == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(world)
+
+
+def init_distributed_from_env(device: str | torch.device | None = None) -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1): gloo on CPU,
+    NCCL on CUDA. Returns (rank, world size); (0, 1) when not launched by torchrun."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if resolve_device(device).type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    return _world()
 
 
 @dataclass(frozen=True)
@@ -153,6 +192,10 @@ def train_supernet(
         metadata: stored in the checkpoint (space config, supernet kind and options); a checkpoint whose
             metadata differs is refused on resume.
 
+    Distributed (``torchrun``, after :func:`init_distributed_from_env`): every rank samples the same paths from
+    the shared seed, takes its own slice of each batch (``batch_size`` is the global batch), gradients are
+    averaged over ranks, and only rank 0 writes checkpoints.
+
     Raises:
         TrainingDiverged: the loss became NaN/inf; the last checkpoint written before is kept.
     """
@@ -192,8 +235,12 @@ def train_supernet(
         history = [EpochRecord(**r) for r in state["history"]]
         _logger.info("Resumed from %s at step %d of %d.", ckpt_path, step, total_steps)
 
+    rank, world = _world()
+    if config.batch_size % world:
+        raise ValueError(f"`batch_size` {config.batch_size} must be divisible by the {world} distributed ranks.")
+
     def write_checkpoint() -> None:
-        if ckpt_path is None:
+        if ckpt_path is None or rank != 0:
             return
         save_checkpoint(ckpt_path, {
             **metadata, "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -203,7 +250,8 @@ def train_supernet(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="training", unit="step", leave=False)
+    bar = tqdm(total=total_steps, initial=step, disable=not progress or rank != 0, desc="training", unit="step",
+               leave=False)
     aux = getattr(model, "auxiliary_step", None)
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     try:
@@ -220,6 +268,8 @@ def train_supernet(
             for x, y in batches:
                 if step >= total_steps:
                     break
+                if world > 1:  # this rank's slice of the global batch
+                    x, y = x.chunk(world)[rank], y.chunk(world)[rank]
                 archs = sampler.sample(rng)
                 optimizer.zero_grad(set_to_none=True)
                 for arch in archs:
@@ -235,6 +285,7 @@ def train_supernet(
                     loss_sum += loss.detach() * len(y)
                     correct += (logits.detach().argmax(1) == y).sum()
                     seen += len(y)
+                sync_gradients(params)
                 if config.grad_clip is not None:
                     nn.utils.clip_grad_norm_(params, config.grad_clip)
                 optimizer.step()
@@ -243,7 +294,7 @@ def train_supernet(
                     for k, v in aux(x, y, rng, step=step, total_steps=total_steps).items():
                         extra[k] = v
                 step += 1
-                images += len(y) * len(archs)
+                images += len(y) * len(archs) * world
                 bar.update(1)
                 if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                     now = time.perf_counter()
