@@ -1,6 +1,6 @@
 """Ranking benchmark: how well each supernet kind's scores agree with stand-alone ground truth.
 
-Ground truth: a fixed, seeded sample of archs spread over MACs, each trained stand-alone from scratch with two
+Ground truth: a fixed, seeded sample of archs spread over depth and MACs, each trained stand-alone from scratch with two
 seeds (test accuracy, mean of the seeds); the seed-to-seed Kendall tau is the ceiling. It is cached as JSON with
 its settings in benchmarks/results/ and reused. Then every supernet kind is trained at the same budget (training
 images seen, every path of a multi-path step counted) and scores the same archs on the validation split.
@@ -57,13 +57,35 @@ def _space(args: argparse.Namespace, data: ok.DataSplits) -> ok.SearchSpace:
     return ok.layerwise_space(width_mult=args.width_mult, **common)
 
 
+def depth(space: ok.SearchSpace, arch: dict[str, Any]) -> int:
+    """Number of non-skip layers of a chain-space arch."""
+    return sum(arch[c.name] != "skip" for c in space.choices if c.name.startswith("layer"))
+
+
 def spread_sample(space: ok.SearchSpace, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` distinct archs at evenly spaced MACs quantiles of 20 n uniform samples (spread over depth/MACs)."""
+    """``n`` distinct archs spread evenly over depth (number of non-skip layers; shallow archs are rare under
+    uniform sampling), and within a depth over MACs quantiles of seeded uniform samples."""
     rng = np.random.default_rng(seed)
-    pool = {space.key(a): a for a in (space.sample(rng) for _ in range(20 * n))}
-    ordered = sorted(pool.values(), key=lambda a: (space.count_macs(a), space.key(a)))
-    index = np.unique(np.linspace(0, len(ordered) - 1, n).round().astype(int))
-    return [ordered[i] for i in index]
+    by_depth: dict[int, dict[str, dict[str, Any]]] = {}
+    skippable = [c.name for c in space.choices if c.name.startswith("layer") and "skip" in c.options]
+    for _ in range(40 * n):
+        arch = space.sample(rng)
+        keep = int(rng.integers(len(skippable) + 1))  # force a uniform number of skips, then sample the rest
+        for name in rng.permutation(skippable)[: len(skippable) - keep]:
+            arch[str(name)] = "skip"
+        by_depth.setdefault(depth(space, arch), {})[space.key(arch)] = arch
+    depths = sorted(by_depth)
+    quota = dict.fromkeys(depths, 0)
+    while sum(quota.values()) < n and any(quota[d] < len(by_depth[d]) for d in depths):
+        for d in depths:  # round robin, so a depth with few distinct archs passes its share on
+            if quota[d] < len(by_depth[d]) and sum(quota.values()) < n:
+                quota[d] += 1
+    out = []
+    for d in depths:
+        pool = sorted(by_depth[d].values(), key=lambda a: (space.count_macs(a), space.key(a)))
+        index = np.unique(np.linspace(0, len(pool) - 1, quota[d]).round().astype(int))
+        out.extend(pool[i] for i in index)
+    return out
 
 
 def _init_worker() -> None:
@@ -138,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--width-mult", type=float, default=0.25, help="(default: %(default)s)")
     parser.add_argument("--archs", type=int, default=50, help="ground-truth sample size (default: %(default)s)")
     parser.add_argument("--gt-epochs", type=int, default=6, help="stand-alone epochs (default: %(default)s)")
-    parser.add_argument("--budget-images", type=int, default=300_000,
+    parser.add_argument("--budget-images", type=int, default=200_000,
                         help="supernet training images, the same for every kind (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=0.1, help="supernet learning rate (default: %(default)s)")
     parser.add_argument("--kinds", default=",".join(DEFAULT_KINDS), help=f"from {list(KINDS)} (default: %(default)s)")
@@ -171,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
         runs = list(pool.map(_kind_job, jobs))
 
-    depths = [sum(a[c.name] != "skip" for c in space.choices if c.name.startswith("layer")) for a in archs]
+    depths = [depth(space, a) for a in archs]
 
     def by_depth(values: list[float]) -> dict[int, float]:
         return {d: float(np.mean([v for v, dd in zip(values, depths) if dd == d])) for d in sorted(set(depths))}

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     ratios, evals, bares = [], [], []
     for arch in archs:  # interleaved, so drifts in machine load hit both sides alike
         subnet = ok.build_subnet(space, arch)
-        bare = min(bare_forward_seconds(subnet, evaluator._calib, val, batch_size) for _ in range(2))
+        bare = min(bare_forward_seconds(subnet, evaluator.calibration_batches, val, batch_size) for _ in range(2))
         score = min(_median_time(lambda a=arch: evaluator.score(a), 1) for _ in range(2))
         evals.append(score)
         bares.append(bare)

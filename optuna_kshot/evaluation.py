@@ -129,6 +129,11 @@ class SupernetEvaluator:
         self._lock = threading.Lock()
         self.use_cache = cache
 
+    @property
+    def calibration_batches(self) -> list[torch.Tensor]:
+        """The fixed training batches BN is recalibrated on (on this evaluator's device)."""
+        return list(self._calib)
+
     def subnet(self, arch: Mapping[str, Any], *, deploy: bool = False) -> nn.Module:
         """The arch's subnet with this evaluator's BN calibration (what :meth:`score` evaluates). ``deploy``
         drops SCARLET stabilizers (plain identity skips, loadable by :func:`~optuna_kshot.load_subnet`); BN is

@@ -67,7 +67,8 @@ def _kill_test(url, checkpoint, n_trials=16, workers=4):
     assert killed.params.items() <= retried[0].params.items()  # with what the killed trial had suggested
     assert sum(int(o[0].strip().splitlines()[-1]) for o in outputs) == len(
         [t for t in complete if t.user_attrs.get("worker_pid") != victim.pid])
-    return {"requested": n_trials, "completed": len(complete), "failed": sum(t.state == TrialState.FAIL for t in trials),
+    return {"requested": n_trials, "completed": len(complete),
+            "failed": sum(t.state == TrialState.FAIL for t in trials),
             "pruned_surplus": sum(t.state == TrialState.PRUNED for t in trials)}
 
 
