@@ -63,15 +63,21 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.1, help="(default: %(default)s)")
     p.add_argument("--checkpoint", default="runs/supernet.pt", help="supernet checkpoint (default: %(default)s)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train anew")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="also write the checkpoint every this many steps (default: after every epoch only)")
 
 
 def _add_search(p: argparse.ArgumentParser, with_checkpoint: bool) -> None:
     if with_checkpoint:
         p.add_argument("--checkpoint", default="runs/supernet.pt", help="trained supernet (default: %(default)s)")
-    p.add_argument("--storage", default="sqlite:///runs/study.db", help="Optuna storage URL (default: %(default)s)")
+    p.add_argument("--storage", default="sqlite:///runs/study.db",
+                   help="Optuna storage: sqlite:///FILE (one process), journal:FILE (processes on one host), "
+                        "postgresql://... (many hosts) (default: %(default)s)")
     p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
     p.add_argument("--sampler", default="nsga2", choices=SAMPLERS, help="Optuna sampler (default: %(default)s)")
-    p.add_argument("--trials", type=int, default=100, help="trials to run (default: %(default)s)")
+    p.add_argument("--trials", type=int, default=100,
+                   help="complete trials the study should hold; workers on one storage share them "
+                        "(default: %(default)s)")
     p.add_argument("--objectives", default="accuracy,macs",
                    help="comma-separated from accuracy, macs, flops, params (default: %(default)s)")
     p.add_argument("--max-macs", type=float, default=None, help="MACs budget (a constraint)")
@@ -79,6 +85,9 @@ def _add_search(p: argparse.ArgumentParser, with_checkpoint: bool) -> None:
     p.add_argument("--max-params", type=float, default=None, help="parameter budget (a constraint)")
     p.add_argument("--calib-batches", type=int, default=2, help="BN recalibration batches (default: %(default)s)")
     p.add_argument("--n-jobs", type=int, default=1, help="threads scoring trials (default: %(default)s)")
+    p.add_argument("--heartbeat", type=int, default=5,
+                   help="RDB storages: heartbeat interval in seconds; a trial silent for 4x that is failed and "
+                        "retried (default: %(default)s)")
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
@@ -104,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     p = sub.add_parser("export", help="export a trial's arch as a plain PyTorch subnet with inherited weights")
     p.add_argument("--checkpoint", default="runs/supernet.pt", help="trained supernet (default: %(default)s)")
-    p.add_argument("--storage", default="sqlite:///runs/study.db", help="Optuna storage URL (default: %(default)s)")
+    p.add_argument("--storage", default="sqlite:///runs/study.db",
+                   help="Optuna storage: sqlite:///FILE (one process), journal:FILE (processes on one host), "
+                        "postgresql://... (many hosts) (default: %(default)s)")
     p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
     p.add_argument("--calib-batches", type=int, default=2, help="BN recalibration batches (default: %(default)s)")
     _add_export(p)
@@ -151,11 +162,12 @@ def _sampler(name: str, seed: int) -> Any:
 def _train(args: argparse.Namespace, data: Any) -> Path:
     from .sampling import make_sampler
     from .supernet import load_supernet, make_supernet, supernet_metadata
-    from .training import TrainConfig, train_supernet
+    from .training import TrainConfig, init_distributed_from_env, train_supernet
 
+    rank, world = init_distributed_from_env(args.device)
     space = _space_for(args, data)
     config = TrainConfig(epochs=args.epochs, budget_images=args.budget_images, batch_size=args.batch_size,
-                         lr=args.lr, seed=args.seed)
+                         lr=args.lr, seed=args.seed, checkpoint_every_steps=args.checkpoint_every)
     options: dict[str, Any] = {"k": args.k} if args.supernet == "kshot" else {}
     if args.supernet == "fewshot":
         options["split"] = args.split
@@ -188,6 +200,8 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
                   "path_sampler": args.path_sampler, "init_from": args.init_from},
     )
     last = result.history[-1] if result.history else None
+    if rank != 0:
+        return Path(args.checkpoint)
     print(f"trained {args.supernet} supernet on {space!r}: {result.steps} steps, {result.images:,} images, "
           f"{result.seconds:.1f} s" + (f", last epoch loss {last.loss:.3f}" if last else ""))
     print(f"checkpoint: {args.checkpoint}")
@@ -210,6 +224,7 @@ def _search(args: argparse.Namespace, data: Any) -> Any:
     import optuna
 
     from .objective import SupernetObjective
+    from .workers import make_storage, run_worker
 
     evaluator, space, state = _evaluator(args, data)
     objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
@@ -218,15 +233,23 @@ def _search(args: argparse.Namespace, data: Any) -> Any:
         max_params=args.max_params,
         user_attrs={"supernet_kind": state["supernet"]["kind"], "checkpoint": str(args.checkpoint)},
     )
-    if args.storage.startswith("sqlite:///"):
-        Path(args.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(storage=args.storage, study_name=args.study_name, directions=objective.directions,
-                                sampler=_sampler(args.sampler, args.seed), load_if_exists=True)
+    storage = make_storage(args.storage, heartbeat_interval=args.heartbeat, grace_period=4 * args.heartbeat)
+    study = optuna.create_study(storage=storage, study_name=args.study_name,
+                                directions=objective.directions, sampler=_sampler(args.sampler, args.seed),
+                                load_if_exists=True)
     objective.prepare(study)
     study.set_user_attr("space", space.to_config())
     study.set_user_attr("objectives", list(objectives))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(objective, n_trials=args.trials, n_jobs=args.n_jobs, show_progress_bar=not args.quiet)
+    # --trials is the study's total: workers started on the same storage share it and stop together
+    if args.n_jobs > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(args.n_jobs) as pool:
+            list(pool.map(lambda i: run_worker(study, objective, args.trials, show_progress_bar=i == 0
+                                               and not args.quiet), range(args.n_jobs)))
+    else:
+        run_worker(study, objective, args.trials, show_progress_bar=not args.quiet)
     _print_front(study, objective.metric_names)
     return study
 
@@ -266,7 +289,9 @@ def _export(args: argparse.Namespace, data: Any, study: Any = None) -> Path:
     evaluator, space, state = _evaluator(args, data)
     if study is None:
         try:
-            study = optuna.load_study(study_name=args.study_name, storage=args.storage)
+            from .workers import make_storage
+
+            study = optuna.load_study(study_name=args.study_name, storage=make_storage(args.storage))
         except KeyError:
             raise UsageError(f"No study {args.study_name!r} in {args.storage!r}; run `optuna-kshot search` first.") \
                 from None
@@ -315,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             study = _search(args, data)
             _export(args, data, study)
             print(f"\ndone in {time.perf_counter() - start:.1f} s")
-    except (UsageError, CheckpointError, FileNotFoundError, ValueError, TypeError) as e:
+    except (UsageError, CheckpointError, FileNotFoundError, ValueError, TypeError, FloatingPointError) as e:
         if args.verbose:
             raise
         print(f"optuna-kshot {args.command}: error: {e}", file=sys.stderr)

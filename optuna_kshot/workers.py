@@ -51,6 +51,8 @@ def make_storage(url: str, *, heartbeat_interval: int = 5, grace_period: int = 2
             raise ValueError("A journal storage URL is 'journal:PATH', e.g. journal:runs/study.log.")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(path))
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(url[len("sqlite:///"):])), exist_ok=True)
     kwargs: dict[str, Any] = {}
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since v2.8, and the way to go

@@ -64,6 +64,7 @@ def test_kshot_from_one_shot_checkpoint(tmp_path):
         (["search", "--checkpoint", "/nonexistent.pt"], "No checkpoint at"),
         (["train", "--supernet", "twoshot"], "Unknown supernet kind 'twoshot'"),
         (["train", "--init-from", "x.pt"], "add --supernet kshot"),
+        (["train", "--widths", "0.5,1.5"], "`widths` must be fractions in (0, 1]"),
     ],
 )
 def test_misuse_exits_2_with_one_clear_line(argv, message, capsys, tmp_path):
@@ -99,3 +100,50 @@ def test_example_existing_study_smoke():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "6 trials; best accuracy" in out.stdout
+
+
+def test_sigkilled_training_resumes_to_the_same_result(tmp_path):
+    import signal
+    import time
+
+    import torch
+
+    from optuna_kshot.checkpoint import load_checkpoint
+
+    def command(ckpt):
+        return [sys.executable, "-m", "optuna_kshot.cli", "train", "--space", "macro", "--width-mult", "0.0625",
+                "--epochs", "3", "--quiet", "--checkpoint", str(ckpt), "--checkpoint-every", "5"]
+
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(command(tmp_path / "full.pt"), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(command(tmp_path / "killed.pt"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (tmp_path / "killed.pt").exists() and load_checkpoint(tmp_path / "killed.pt")["step"] >= 100:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = load_checkpoint(tmp_path / "killed.pt")  # never half-written: atomic rename
+    assert 0 < state["step"] < load_checkpoint(tmp_path / "full.pt")["step"]
+    subprocess.run(command(tmp_path / "killed.pt"), check=True, env=env, capture_output=True)
+    full, resumed = load_checkpoint(tmp_path / "full.pt")["model"], load_checkpoint(tmp_path / "killed.pt")["model"]
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_unreachable_storage_exits_2(tmp_path, capsys):
+    assert main(["train", *_tiny(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["search", "--checkpoint", str(tmp_path / "supernet.pt"), "--storage",
+                 "postgresql://nobody@127.0.0.1:1/none", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Cannot use the storage 'postgresql://nobody@127.0.0.1:1/none'" in err and len(err.splitlines()) == 1
+
+
+def test_nan_loss_exits_2_with_a_clear_message(tmp_path, capsys):
+    argv = ["train", "--space", "macro", "--width-mult", "0.0625", "--epochs", "1", "--quiet", "--checkpoint",
+            str(tmp_path / "c.pt")]
+    assert main([*argv, "--lr", "1e30"]) == 2
+    err = capsys.readouterr().err
+    assert "became nan" in err or "became inf" in err
+    assert "lower the learning rate" in err

@@ -1,4 +1,5 @@
-"""Several worker processes on one study (journal file, PostgreSQL), one killed with SIGKILL mid-trial."""
+"""Several `optuna-kshot search` processes on one study (journal file, PostgreSQL), one killed with SIGKILL
+mid-trial."""
 
 import os
 import signal
@@ -31,8 +32,10 @@ def checkpoint(tmp_path_factory, tiny_space, tiny_data):
 def _kill_test(url, checkpoint, n_trials=16, workers=4):
     name = f"kill-{time.time_ns()}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(HERE / "search_worker.py"), url, name, str(checkpoint),
-                               str(n_trials)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    command = [sys.executable, "-m", "optuna_kshot.cli", "search", "--checkpoint", str(checkpoint), "--storage", url,
+               "--study-name", name, "--trials", str(n_trials), "--sampler", "random", "--calib-batches", "2",
+               "--heartbeat", "1", "--quiet"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for _ in range(workers)]
     victim = procs[0]
     storage = make_storage(url, heartbeat_interval=1, grace_period=3)
@@ -65,8 +68,7 @@ def _kill_test(url, checkpoint, n_trials=16, workers=4):
     retried = [t for t in complete if killed_trial in (t.user_attrs.get("retry_of"), retry_of(t))]
     assert len(retried) == 1, "the killed trial is retried exactly once"
     assert killed.params.items() <= retried[0].params.items()  # with what the killed trial had suggested
-    assert sum(int(o[0].strip().splitlines()[-1]) for o in outputs) == len(
-        [t for t in complete if t.user_attrs.get("worker_pid") != victim.pid])
+    assert all("Pareto front" in o[0] for o in outputs)
     return {"requested": n_trials, "completed": len(complete),
             "failed": sum(t.state == TrialState.FAIL for t in trials),
             "pruned_surplus": sum(t.state == TrialState.PRUNED for t in trials)}
