@@ -55,7 +55,9 @@ def bare_forward_seconds(subnet: torch.nn.Module, calib: list[torch.Tensor], val
 
 
 KINDS = {"oneshot": ("oneshot", {}, "uniform"), "fair": ("oneshot", {}, "fair"),
-         "kshot2": ("kshot", {"k": 2}, "uniform"), "kshot4": ("kshot", {"k": 4}, "uniform")}
+         "kshot2": ("kshot", {"k": 2}, "uniform"), "kshot4": ("kshot", {"k": 4}, "uniform"),
+         "fewshot": ("fewshot", {"split": "enn"}, "balanced"),
+         "oneshot+stab": ("oneshot", {"stabilizer": True}, "uniform")}
 
 
 def _rss_mib() -> float:
@@ -75,10 +77,10 @@ def kind_worker(kind: str, width: float, steps: int) -> dict:
     data = ok.load_default()
     space = ok.layerwise_space(width_mult=width, in_channels=data.in_channels, num_classes=data.num_classes,
                                resolution=data.resolution)
-    sampler = ok.make_sampler(KINDS[kind][2], space)
-    paths = len(sampler.sample(np.random.default_rng(0)))
     before = _rss_mib()
     supernet = ok.make_supernet(space, KINDS[kind][0], seed=0, **KINDS[kind][1])
+    sampler = ok.make_sampler(KINDS[kind][2], space, supernet=supernet)
+    paths = len(sampler.sample(np.random.default_rng(0)))
     train = data.train.subset(torch.arange(64 * (steps + 1) * paths))
     # warm-up excluded: one short run first, then the timed one (same budget in images for every kind)
     ok.train_supernet(supernet, train, ok.TrainConfig(budget_images=64 * paths, batch_size=64), sampler=sampler,
@@ -214,10 +216,10 @@ def main(argv: list[str] | None = None) -> dict:
     for name, value in rows:
         print(f"  {name.ljust(width_col)}  {value}")
     print("\nsupernet kinds (fresh process each; a step trains paths_per_step archs on one batch of 64)")
-    print(f"  {'kind':<8}{'paths':>6}{'ms/step':>9}{'step/1-shot':>12}{'image/1-shot':>13}{'step/stand-alone':>17}"
+    print(f"  {'kind':<13}{'paths':>6}{'ms/step':>9}{'step/1-shot':>12}{'image/1-shot':>13}{'step/stand-alone':>17}"
           f"{'peak MiB':>10}{'mem/1-shot':>11}{'params':>10}")
     for k in kinds:
-        print(f"  {k['kind']:<8}{k['paths_per_step']:>6}{k['seconds_per_step'] * 1e3:>9.1f}"
+        print(f"  {k['kind']:<13}{k['paths_per_step']:>6}{k['seconds_per_step'] * 1e3:>9.1f}"
               f"{k['step_over_oneshot']:>12.2f}{k['image_over_oneshot']:>13.2f}{k['step_over_standalone_step']:>17.2f}"
               f"{k['peak_rss_above_baseline_mib']:>10.1f}{k['memory_over_oneshot']:>11.2f}{k['parameters']:>10,}")
     out = Path(args.out)
