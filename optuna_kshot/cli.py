@@ -1,4 +1,5 @@
-"""The ``optuna-kshot`` command line: ``train``, ``search``, ``export`` and ``run`` (all three in one).
+"""The ``optuna-kshot`` command line: ``train``, ``search``, ``export``, ``run`` (all three in one) and
+``dashboard`` (optuna-dashboard on a storage, with training curves, notes and artifacts).
 
 Heavy imports (torch, optuna) happen inside the handlers so that ``--help`` is fast.
 """
@@ -97,6 +98,24 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the exported subnet (default: 0)")
 
 
+def _add_monitoring(p: argparse.ArgumentParser, *, study: bool = False, report: bool = False) -> None:
+    """Options that show a command's work in optuna-dashboard (see optuna_kshot.dashboard)."""
+    if study:
+        p.add_argument("--storage", default=None,
+                       help="show the training in optuna-dashboard: figures and a note on this Optuna storage's "
+                            "study, e.g. sqlite:///runs/study.db (default: none)")
+        p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
+        p.add_argument("--objectives", default="accuracy,macs",
+                       help="the study's objectives, when --storage creates it (default: %(default)s)")
+    p.add_argument("--artifacts", default=None,
+                   help="artifact directory (an Optuna file-system artifact store) for the checkpoint, reports and "
+                        "exported subnets; give `optuna-kshot dashboard` the same (default: none)")
+    if report:
+        p.add_argument("--report-dir", default=None,
+                       help="where the search writes pareto.png, pareto.html, trials.csv and summary.md (default: "
+                            "reports/STUDY_NAME beside a sqlite or journal file, else runs/reports/STUDY_NAME)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="optuna-kshot",
@@ -107,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train a supernet to a checkpoint")
     _add_train(p)
+    _add_monitoring(p, study=True)
     _add_data(p)
     p = sub.add_parser("search", help="run an Optuna study whose trials are scored by a trained supernet")
     _add_search(p, with_checkpoint=True)
+    _add_monitoring(p, report=True)
     _add_data(p)
     p = sub.add_parser("export", help="export a trial's arch as a plain PyTorch subnet with inherited weights")
     p.add_argument("--checkpoint", default="runs/supernet.pt", help="trained supernet (default: %(default)s)")
@@ -119,13 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
     p.add_argument("--calib-batches", type=int, default=2, help="BN recalibration batches (default: %(default)s)")
     _add_export(p)
+    _add_monitoring(p)
     _add_data(p)
     p = sub.add_parser("run", help="the main job: train, search and export in one go on the built-in data")
     _add_train(p)
     _add_search(p, with_checkpoint=False)
     _add_export(p)
+    _add_monitoring(p, report=True)
     _add_data(p)
     p.set_defaults(trials=60)
+    p = sub.add_parser("dashboard", help="run optuna-dashboard on a storage (training curves, notes, artifacts)")
+    p.add_argument("--storage", default="sqlite:///runs/study.db",
+                   help="Optuna storage URL, as given to train/search (default: %(default)s)")
+    p.add_argument("--artifacts", default=None, help="artifact directory given to train/search/export")
+    p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
     return parser
 
 
@@ -192,20 +221,122 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
         if state["supernet"]["kind"] != "oneshot":
             raise UsageError(f"--init-from needs a one-shot checkpoint, but {args.init_from!r} is {state['supernet']}.")
     supernet = make_supernet(space, args.supernet, seed=args.seed, base=base, **options)
+    metadata = {**supernet_metadata(space, args.supernet, **options), "data": data.name,
+                "path_sampler": args.path_sampler, "init_from": args.init_from}
+    study = _training_study(args) if args.storage and rank == 0 else None
+    callbacks = []
+    if study is not None:
+        from dataclasses import asdict
+
+        from .dashboard import training_callback
+
+        shown = {**metadata, "config": asdict(config), "checkpoint": str(args.checkpoint)}
+        callbacks.append(training_callback(study, config=shown, history=_earlier_history(args)))
     result = train_supernet(
         supernet, data.train, config,
         sampler=make_sampler(args.path_sampler, space, seed=args.seed, supernet=supernet),
         device=args.device, checkpoint=args.checkpoint, resume=not args.restart, progress=not args.quiet,
-        metadata={**supernet_metadata(space, args.supernet, **options), "data": data.name,
-                  "path_sampler": args.path_sampler, "init_from": args.init_from},
+        callbacks=callbacks, metadata=metadata,
     )
     last = result.history[-1] if result.history else None
     if rank != 0:
         return Path(args.checkpoint)
+    if study is not None:
+        from .dashboard import save_training
+
+        save_training(study, result.history, config=shown)
+        if args.artifacts:
+            _upload_checkpoint(study, args.checkpoint, args.artifacts, images=result.images)
     print(f"trained {args.supernet} supernet on {space!r}: {result.steps} steps, {result.images:,} images, "
           f"{result.seconds:.1f} s" + (f", last epoch loss {last.loss:.3f}" if last else ""))
     print(f"checkpoint: {args.checkpoint}")
     return Path(args.checkpoint)
+
+
+def _objective_names(args: argparse.Namespace) -> tuple[str, ...]:
+    from .objective import OBJECTIVES
+
+    names = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    bad = [o for o in names if o not in OBJECTIVES]
+    if bad or not names or len(set(names)) != len(names):
+        raise UsageError(f"--objectives takes distinct names from {','.join(OBJECTIVES)}, not {args.objectives!r}.")
+    return names
+
+
+def _training_study(args: argparse.Namespace) -> Any:
+    """The study that ``train --storage`` shows its training on (created with the objectives' directions)."""
+    import warnings
+
+    import optuna
+
+    from .objective import OBJECTIVES
+    from .workers import make_storage
+
+    names = _objective_names(args)
+    directions = [OBJECTIVES[o][0] for o in names]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=make_storage(args.storage), study_name=args.study_name,
+                                directions=directions, load_if_exists=True)
+    if [d.name.lower() for d in study.directions] != directions:
+        raise UsageError(f"Study {args.study_name!r} optimises {[d.name.lower() for d in study.directions]}, "
+                         f"not {directions} as --objectives {args.objectives} needs; pick another --study-name.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVES[o][1] for o in names])
+    return study
+
+
+def _earlier_history(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Epochs of the checkpoint that training will resume from (shown before the new ones)."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    if args.restart or not Path(args.checkpoint).is_file():
+        return []
+    try:
+        return list(load_checkpoint(args.checkpoint).get("history", []))
+    except CheckpointError:  # train_supernet reports it
+        return []
+
+
+def _upload_checkpoint(study: Any, checkpoint: str | Path, artifact_dir: str, *, images: int) -> None:
+    """Upload the checkpoint as a study artifact unless this very training state (file name and images seen)
+    is already there."""
+    from .dashboard import upload_artifacts
+
+    mark = {"file": Path(checkpoint).name, "images": images}
+    if {k: v for k, v in study.user_attrs.get("checkpoint_artifact", {}).items() if k in mark} == mark:
+        return
+    (artifact_id,) = upload_artifacts(study, [checkpoint], artifact_dir)
+    study.set_user_attr("checkpoint_artifact", {**mark, "artifact_id": artifact_id})
+    print(f"checkpoint uploaded to the artifact store {artifact_dir} (artifact {artifact_id})")
+
+
+def _report_dir(args: argparse.Namespace) -> Path:
+    if args.report_dir:
+        return Path(args.report_dir)
+    url = args.storage
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix) and url != "sqlite:///:memory:":
+            return Path(url[len(prefix):]).parent / "reports" / args.study_name
+    return Path("runs") / "reports" / args.study_name
+
+
+def _ground_truth(state: dict[str, Any]) -> dict[str, float] | None:
+    """GT accuracy by arch key when the supernet's space and data have a table here (NAS-Bench-Macro or -201 on
+    CIFAR), for the ranking quality in the study's note and report."""
+    from .tables import TableEvaluator
+
+    kind, data = state.get("space", {}).get("kind"), state.get("data")
+    try:
+        if kind == "macro" and data == "cifar10":
+            table = TableEvaluator.macro()
+        elif kind == "nb201" and data in ("cifar10", "cifar100"):
+            table = TableEvaluator.nb201(data)
+        else:
+            return None
+        return {key: table.score(table.space.from_key(key)).accuracy for key in table.table}
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _evaluator(args: argparse.Namespace, data: Any) -> tuple[Any, Any, dict[str, Any]]:
@@ -240,6 +371,14 @@ def _search(args: argparse.Namespace, data: Any) -> Any:
     objective.prepare(study)
     study.set_user_attr("space", space.to_config())
     study.set_user_attr("objectives", list(objectives))
+    from .dashboard import TRAINING_ATTR, save_training
+
+    history = state.get("history") or []
+    shown = {k: state[k] for k in ("space", "supernet", "data", "path_sampler", "init_from", "config") if k in state}
+    shown["checkpoint"] = str(args.checkpoint)
+    on_study = study.user_attrs.get(TRAINING_ATTR, {})
+    if history and (on_study.get("epochs"), on_study.get("images")) != (len(history), history[-1]["images"]):
+        save_training(study, history, config=shown)  # a study searched from an existing checkpoint
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # --trials is the study's total: workers started on the same storage share it and stop together
     if args.n_jobs > 1:
@@ -251,7 +390,30 @@ def _search(args: argparse.Namespace, data: Any) -> Any:
     else:
         run_worker(study, objective, args.trials, show_progress_bar=not args.quiet)
     _print_front(study, objective.metric_names)
+    _report(args, study, history, shown, _ground_truth(state))
     return study
+
+
+def _report(args: argparse.Namespace, study: Any, history: list[dict[str, Any]], shown: dict[str, Any],
+            truth: dict[str, float] | None) -> None:
+    """After a search: the note with the search summary, the report files, and the artifacts."""
+    from optuna.trial import TrialState
+
+    from .dashboard import save_training, upload_artifacts, write_report
+
+    save_training(study, history, config=shown, truth=truth)
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        print("no complete trial: no report")
+        return
+    paths = write_report(study, _report_dir(args), truth=truth)
+    print(f"report: {paths['md']}, {paths['png'].name}, {paths['html'].name}, {paths['csv'].name}")
+    if args.artifacts:
+        if Path(args.checkpoint).is_file():
+            from .checkpoint import load_checkpoint
+
+            images = history[-1]["images"] if history else load_checkpoint(args.checkpoint).get("images")
+            _upload_checkpoint(study, args.checkpoint, args.artifacts, images=images)
+        upload_artifacts(study, [paths["png"], paths["csv"], paths["md"]], args.artifacts)
 
 
 def _print_front(study: Any, metric_names: list[str]) -> None:
@@ -312,7 +474,48 @@ def _export(args: argparse.Namespace, data: Any, study: Any = None) -> Path:
     out = save_subnet(subnet, space, arch, args.out, metadata=meta)
     print(f"\nexported trial {trial.number} ({space.key(arch)}) to {out}/: val accuracy {accuracy:.4f}"
           + (f", after fine-tuning {meta['finetuned_val_accuracy']:.4f}" if args.finetune_epochs else ""))
+    if args.artifacts:
+        from .dashboard import upload_artifacts
+        from .export import SPEC_FILE, WEIGHTS_FILE
+
+        # study artifacts: Optuna attaches none to a finished trial, so the name says which trial it is
+        prefix = f"trial{trial.number}_"
+        ids = upload_artifacts(study, [out / WEIGHTS_FILE, out / SPEC_FILE], args.artifacts, prefix=prefix)
+        exported = {**study.user_attrs.get("exported", {}), str(trial.number): ids}
+        study.set_user_attr("exported", exported)
+        print(f"uploaded {prefix}{WEIGHTS_FILE} and {prefix}{SPEC_FILE} as study artifacts to {args.artifacts}")
     return out
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    """optuna-dashboard on the storage, with the artifact store (blocks until interrupted)."""
+    import socket
+
+    from optuna_dashboard import run_server
+
+    from .workers import make_storage
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be in 1..65535, not {args.port}.")
+    with socket.socket() as probe:  # a busy port is one line, not the server's traceback
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as e:
+            raise UsageError(f"Cannot listen on {args.host}:{args.port} ({e.strerror or e}).") from None
+    store = None
+    if args.artifacts:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        if not Path(args.artifacts).is_dir():
+            raise UsageError(f"--artifacts {args.artifacts!r} is not a directory.")
+        store = FileSystemArtifactStore(args.artifacts)
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/dashboard (Ctrl-C to stop)", flush=True)
+    try:
+        run_server(make_storage(args.storage), host=args.host, port=args.port, artifact_store=store)
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -323,6 +526,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
 
     try:
+        if args.command == "dashboard":
+            return _dashboard(args)
         from .data import load_data
 
         data = load_data(args.data)

@@ -1,0 +1,429 @@
+"""Supernet training and search in optuna-dashboard: training curves as plotly figures on the study, a markdown
+note, checkpoints and exported subnets as artifacts, and a Pareto-front report (PNG, HTML, CSV, markdown).
+
+Everything is written through public APIs (``optuna_dashboard.save_plotly_graph_object``, ``save_note``,
+``optuna.artifacts.upload_artifact``), so any optuna-dashboard (0.16 or newer) shows it: start one with
+``optuna-kshot dashboard --storage URL --artifacts DIR``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import statistics
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+__all__ = [
+    "FIGURE_IDS", "TRAINING_ATTR", "training_figures", "training_note", "save_training", "training_callback",
+    "upload_artifacts", "write_report", "search_summary",
+]
+
+_logger = logging.getLogger(__name__)
+
+# graph-object ids on the study: fixed, so refreshing a figure each epoch replaces it instead of adding one
+FIGURE_IDS = {
+    "training": "supernet-training",
+    "code": "supernet-kshot-code",
+    "groups": "supernet-group-losses",
+}
+# study user attribute with a summary of the training shown on the study (epochs, images, last loss, ...)
+TRAINING_ATTR = "supernet_training"
+
+_LAYOUT = {  # the "none" template keeps each figure's JSON (stored in 2 KB study attributes) small
+    "template": "none", "height": 430, "margin": {"l": 60, "r": 60, "t": 50, "b": 50},
+    "legend": {"orientation": "h", "y": -0.18}, "hovermode": "x unified",
+}
+
+
+def _records(history: Iterable[Any]) -> list[dict[str, Any]]:
+    """Epoch records (``EpochRecord`` or its ``asdict`` form, as stored in checkpoints) as plain dicts."""
+    records = []
+    for r in history:
+        r = asdict(r) if is_dataclass(r) and not isinstance(r, type) else dict(r)
+        missing = {"epoch", "step", "images", "loss", "accuracy", "seconds"} - set(r)
+        if missing:
+            raise ValueError(f"A training record needs {sorted(missing)}, but got the keys {sorted(r)}.")
+        r["extra"] = dict(r.get("extra") or {})
+        records.append(r)
+    return records
+
+
+def _round(values: Iterable[float]) -> list[float | None]:
+    return [None if v is None or not math.isfinite(v) else float(f"{v:.6g}") for v in values]
+
+
+def training_figures(history: Sequence[Any]) -> dict[str, go.Figure]:
+    """Plotly figures of a supernet's training history, keyed by their graph-object id (see ``FIGURE_IDS``).
+
+    Always the training loss and accuracy per epoch; the K-shot code entropy and spread when the records' ``extra``
+    holds ``code_entropy``/``code_spread``; the per-sub-supernet losses when it holds keys ``loss_group...``.
+    """
+    records = _records(history)
+    extra_keys = sorted({k for r in records for k in r["extra"]})
+
+    def series(key: str) -> list[float | None]:
+        return _round(r[key] if key in r else r["extra"].get(key) for r in records)
+
+    figures = {FIGURE_IDS["training"]: _figure(
+        "Supernet training: loss and accuracy", records, [("train loss", series("loss"))],
+        ("loss (mean over paths)", "train accuracy"), [("train accuracy", series("accuracy"))],
+    )}
+    if "code_entropy" in extra_keys or "code_spread" in extra_keys:
+        figures[FIGURE_IDS["code"]] = _figure(
+            "K-shot code entropy and spread", records, [("code entropy", series("code_entropy"))],
+            ("code entropy (nats)", "code spread (std over archs)"), [("code spread", series("code_spread"))],
+        )
+    groups = [k for k in extra_keys if k.startswith("loss_group")]
+    if groups:
+        figures[FIGURE_IDS["groups"]] = _figure(
+            "Sub-supernet training losses", records,
+            [(k[len("loss_"):].replace("_", " "), series(k)) for k in groups], ("loss", None),
+        )
+    return figures
+
+
+def _figure(title: str, records: list[dict[str, Any]], left: list[tuple[str, list[float | None]]],
+            ytitles: tuple[str, str | None], right: Sequence[tuple[str, list[float | None]]] = ()) -> go.Figure:
+    """Lines per epoch: ``left`` on the y axis, ``right`` on a second y axis."""
+    import plotly.graph_objects as go
+
+    epochs = [r["epoch"] + 1 for r in records]
+    fig = go.Figure(layout={**_LAYOUT, "title": {"text": title}, "xaxis": {"title": {"text": "epoch"}},
+                            "yaxis": {"title": {"text": ytitles[0]}}})
+    for (name, values), axis in [*((t, "y") for t in left), *((t, "y2") for t in right)]:
+        fig.add_trace(go.Scatter(x=epochs, y=values, name=name, mode="lines+markers", yaxis=axis))
+    if right:
+        fig.update_layout(yaxis2={"title": {"text": ytitles[1]}, "overlaying": "y", "side": "right",
+                                  "showgrid": False})
+    return fig
+
+
+def _placeholder(title: str) -> go.Figure:
+    """What replaces a figure the current supernet does not record (e.g. K-shot curves after a one-shot run)."""
+    import plotly.graph_objects as go
+
+    return go.Figure(layout={**_LAYOUT, "title": {"text": f"{title}: not recorded by the current supernet"}})
+
+
+def _training_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    if not records:
+        return {"epochs": 0}
+    last = records[-1]
+    summary = {"epochs": len(records), "steps": last.get("step"), "images": last.get("images"),
+               "seconds": last.get("seconds"), "last_loss": _round([last["loss"]])[0],
+               "last_accuracy": _round([last["accuracy"]])[0]}
+    for k in ("code_entropy", "code_spread"):
+        if k in last["extra"]:
+            summary[f"last_{k}"] = _round([last["extra"][k]])[0]
+    return summary
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    if isinstance(v, (dict, list, tuple)):
+        return f"`{json.dumps(v, default=str)}`"
+    return f"`{v}`" if v is not None else "-"
+
+
+def training_note(
+    config: Mapping[str, Any], history: Sequence[Any], *, study: optuna.Study | None = None,
+    truth: Mapping[str, float] | None = None,
+) -> str:
+    """The study's markdown note: the supernet's configuration (``space``, ``supernet`` kind and options,
+    training ``config``, ``data`` and any other keys of a checkpoint's metadata), a training summary and, given a
+    ``study`` with finished trials, a search summary (:func:`search_summary`, with ``truth`` if given)."""
+    records = _records(history)
+    config = dict(config)
+    lines = ["# Supernet", ""]
+    supernet = config.pop("supernet", None) or {}
+    space = config.pop("space", None) or {}
+    train = config.pop("config", None) or {}
+    rows = [("kind", supernet.get("kind")), ("options", supernet.get("options") or {}),
+            ("space", space.get("kind")), *((f"space.{k}", v) for k, v in space.items() if k != "kind"),
+            *config.items(), *((f"training.{k}", v) for k, v in train.items())]
+    lines += ["| setting | value |", "| --- | --- |", *(f"| {k} | {_value(v)} |" for k, v in rows), ""]
+    summary = _training_summary(records)
+    lines += ["## Training", ""]
+    if records:
+        lines.append(
+            f"{summary['epochs']} epochs, {summary['steps']:,} steps, {summary['images']:,} images seen, "
+            f"{summary['seconds']:.1f} s. Last epoch: loss {summary['last_loss']:.4f}, "
+            f"train accuracy {summary['last_accuracy']:.4f}"
+            + (f", code entropy {summary['last_code_entropy']:.3f}, spread {summary['last_code_spread']:.3g}"
+               if "last_code_entropy" in summary and "last_code_spread" in summary else "") + "."
+        )
+        lines.append("The curves are the figures on the study's page.")
+    else:
+        lines.append("Not trained yet.")
+    if study is not None:
+        search = search_summary(study, truth=truth)
+        if search["complete"]:
+            lines += ["", "## Search and ranking quality", "", _search_markdown(search)]
+    return "\n".join(lines) + "\n"
+
+
+def save_training(
+    study: optuna.Study, history: Sequence[Any], *, config: Mapping[str, Any],
+    truth: Mapping[str, float] | None = None,
+) -> None:
+    """Put a training history on ``study``: its figures (replacing earlier ones with the same ids), the note
+    (:func:`training_note`, which summarises the search too once the study has trials) and the user attribute
+    ``supernet_training`` (a summary). Cheap (a few storage writes), so it can run after every epoch."""
+    from optuna_dashboard import save_note, save_plotly_graph_object
+
+    records = _records(history)
+    figures = training_figures(records)
+    earlier = study.user_attrs.get(TRAINING_ATTR, {}).get("figures", [])
+    titles = {FIGURE_IDS["code"]: "K-shot code entropy and spread", FIGURE_IDS["groups"]: "Sub-supernet losses"}
+    for graph_id in earlier:
+        if graph_id not in figures:  # figures cannot be deleted; blank the ones of a previous supernet
+            figures[graph_id] = _placeholder(titles.get(graph_id, graph_id))
+    for graph_id, fig in figures.items():
+        save_plotly_graph_object(study, fig, graph_object_id=graph_id)
+    save_note(study, training_note(config, records, study=study, truth=truth))
+    summary = _training_summary(records)
+    summary["figures"] = sorted(figures)
+    study.set_user_attr(TRAINING_ATTR, summary)
+
+
+def training_callback(
+    study: optuna.Study, *, config: Mapping[str, Any], history: Sequence[Any] = ()
+) -> Callable[[Any, Any], None]:
+    """A ``train_supernet`` callback that refreshes the study's training figures and note after every epoch.
+    ``history`` holds the epochs trained before (when resuming), so the curves start at epoch 1."""
+    records = {r["epoch"]: r for r in _records(history)}
+
+    def callback(record: Any, model: Any) -> None:
+        (r,) = _records([record])
+        records[r["epoch"]] = r
+        save_training(study, [records[e] for e in sorted(records)], config=config)
+
+    return callback
+
+
+def upload_artifacts(
+    study_or_trial: optuna.Study | optuna.Trial | FrozenTrial, paths: Iterable[str | os.PathLike[str]],
+    artifact_dir: str | os.PathLike[str], *, storage: optuna.storages.BaseStorage | None = None,
+    prefix: str = "", skip_existing: bool = False,
+) -> list[str]:
+    """Upload files to a file-system artifact store in ``artifact_dir`` (created if missing), attached to a study
+    or a running trial (a ``FrozenTrial`` needs its ``storage``; Optuna refuses finished trials); returns the
+    artifact ids. Each artifact is named ``prefix`` + the file's name. With ``skip_existing``, a name already
+    among the study's or trial's artifacts is not uploaded again."""
+    import shutil
+    import tempfile
+
+    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"Cannot upload {missing} as artifacts: no such file.")
+    os.makedirs(artifact_dir, exist_ok=True)
+    store = FileSystemArtifactStore(artifact_dir)
+    existing = set()
+    if skip_existing:
+        existing = {m.filename for m in get_all_artifact_meta(study_or_trial, storage=storage)}
+    ids = []
+    for path in paths:
+        name = prefix + path.name
+        if name in existing:
+            continue
+        with tempfile.TemporaryDirectory(dir=artifact_dir) as tmp:
+            if prefix:  # upload_artifact names an artifact after its file
+                path = Path(shutil.copyfile(path, Path(tmp) / name))
+            ids.append(upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study_or_trial,
+                                       storage=storage))
+        _logger.info("Uploaded %s as artifact %s.", name, ids[-1])
+    return ids
+
+
+# ------------------------------------------------------------------------------------------------ search report
+def _complete(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _metric_names(study: optuna.Study) -> list[str]:
+    names = study.metric_names
+    return list(names) if names else [f"objective_{i}" for i in range(len(study.directions))]
+
+
+def search_summary(study: optuna.Study, *, truth: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Numbers about a search: trial counts, the spread of supernet accuracies over the trials, their Kendall tau
+    with MACs and params (a sanity check: bigger nets usually score higher), and, given ground-truth accuracies by
+    ``arch_key`` (``truth``), the supernet's ranking quality on the searched archs (``ranking_metrics``)."""
+    trials = _complete(study)
+    front = study.best_trials if trials else []
+    summary: dict[str, Any] = {
+        "study": study.study_name, "complete": len(trials), "pareto": len(front),
+        "feasible": sum(bool(t.user_attrs.get("feasible", True)) for t in trials),
+    }
+    acc = [t.user_attrs["accuracy"] for t in trials if "accuracy" in t.user_attrs]
+    if acc:
+        summary["accuracy"] = {"min": min(acc), "median": statistics.median(acc), "max": max(acc),
+                               "std": statistics.pstdev(acc)}
+        best = max((t for t in trials if "accuracy" in t.user_attrs), key=lambda t: t.user_attrs["accuracy"])
+        summary["best"] = {"trial": best.number, "accuracy": best.user_attrs["accuracy"],
+                           "arch_key": best.user_attrs.get("arch_key")}
+    if len(acc) >= 2:
+        from scipy import stats
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant input: tau is NaN, reported as such
+            for cost in ("MACs", "params"):
+                pairs = [(t.user_attrs["accuracy"], t.user_attrs[cost]) for t in trials
+                         if "accuracy" in t.user_attrs and cost in t.user_attrs]
+                if len(pairs) >= 2:
+                    summary[f"tau_accuracy_{cost}"] = float(stats.kendalltau(*zip(*pairs)).statistic)
+    if truth is not None:
+        from .metrics import ranking_metrics
+
+        pairs = {t.user_attrs["arch_key"]: (t.user_attrs["accuracy"], truth[t.user_attrs["arch_key"]])
+                 for t in trials if t.user_attrs.get("arch_key") in truth and "accuracy" in t.user_attrs}
+        if len(pairs) >= 2:
+            scores, gt = zip(*pairs.values())
+            summary["ground_truth"] = ranking_metrics(scores, gt)
+    return summary
+
+
+def _search_markdown(s: Mapping[str, Any]) -> str:
+    lines = [f"{s['complete']} complete trials, {s['feasible']} feasible, {s['pareto']} on the Pareto front."]
+    if "accuracy" in s:
+        a = s["accuracy"]
+        lines.append(f"Supernet accuracy over the trials: min {a['min']:.4f}, median {a['median']:.4f}, "
+                     f"max {a['max']:.4f} (std {a['std']:.4f}); most accurate: trial {s['best']['trial']} "
+                     f"(`{s['best']['arch_key']}`).")
+    taus = [f"{cost} {s[f'tau_accuracy_{cost}']:.3f}" for cost in ("MACs", "params") if f"tau_accuracy_{cost}" in s]
+    if taus:
+        lines.append("Kendall tau of supernet accuracy with " + ", ".join(taus)
+                     + " (a sanity check: larger nets usually score higher).")
+    if "ground_truth" in s:
+        g = s["ground_truth"]
+        lines.append(f"Ranking quality against ground truth on {g['n']} searched archs: Kendall tau "
+                     f"{g['kendall_tau']:.3f}, Spearman {g['spearman']:.3f}, GT accuracy of the best pick "
+                     f"{g['best_pick_truth']:.4f} (best {g['best_truth']:.4f}).")
+    return "\n".join(lines)
+
+
+def _table(study: optuna.Study) -> tuple[list[str], list[list[Any]]]:
+    names = _metric_names(study)
+    front = {t.number for t in study.best_trials} if _complete(study) else set()
+    attrs = ["MACs", "params", "arch_key", "supernet_kind", "subsupernet", "kshot_code", "feasible", "eval_seconds"]
+    trials = _complete(study)
+    attrs = [a for a in attrs if a not in names and any(a in t.user_attrs for t in trials)]
+    header = ["trial", *names, "pareto", *attrs]
+    rows = [[t.number, *t.values, t.number in front, *(t.user_attrs.get(a, "") for a in attrs)] for t in trials]
+    return header, rows
+
+
+def _axes(study: optuna.Study) -> tuple[tuple[str, Callable[[FrozenTrial], float]], ...]:
+    """(name, getter) of the plot's x and y: the second and first objective, or MACs and the only objective."""
+    names = _metric_names(study)
+    if len(names) >= 2:
+        return (names[1], lambda t: t.values[1]), (names[0], lambda t: t.values[0])
+    return ("MACs", lambda t: t.user_attrs.get("MACs", float("nan"))), (names[0], lambda t: t.values[0])
+
+
+def write_report(
+    study: optuna.Study, out_dir: str | os.PathLike[str], *, truth: Mapping[str, float] | None = None
+) -> dict[str, Path]:
+    """Write the search's report into ``out_dir``: ``pareto.png`` (matplotlib) and ``pareto.html`` (plotly,
+    with ``plotly.min.js`` beside it, so it works offline) of the trials with the Pareto front highlighted,
+    ``trials.csv`` (every complete trial) and ``summary.md`` (:func:`search_summary` and the front as a table).
+    Returns the paths by kind: ``png``, ``html``, ``csv``, ``md``."""
+    trials = _complete(study)
+    if not trials:
+        raise ValueError(f"Study {study.study_name!r} has no complete trial to report on.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"png": out / "pareto.png", "html": out / "pareto.html", "csv": out / "trials.csv",
+             "md": out / "summary.md"}
+    header, rows = _table(study)
+    with paths["csv"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([[json.dumps(v) if isinstance(v, list) else v for v in r] for r in rows])
+
+    front = {t.number for t in study.best_trials}
+    (xname, x), (yname, y) = _axes(study)
+    groups = {
+        "Pareto front": [t for t in trials if t.number in front],
+        "feasible": [t for t in trials if t.number not in front and t.user_attrs.get("feasible", True)],
+        "infeasible": [t for t in trials if t.number not in front and not t.user_attrs.get("feasible", True)],
+    }
+    title = f"Study {study.study_name!r}: {len(trials)} trials, {len(front)} on the Pareto front"
+    _pareto_png(paths["png"], groups, x, y, xname, yname, title)
+    _pareto_html(paths["html"], groups, x, y, xname, yname, title)
+
+    summary = search_summary(study, truth=truth)
+    names = _metric_names(study)
+    cols = [header.index(c) for c in ("trial", *names, *(a for a in ("params", "arch_key") if a in header))]
+    front_rows = sorted((r for r in rows if r[header.index("pareto")]), key=lambda r: r[1:1 + len(names)])
+    md = [f"# Search report: {study.study_name}", "", _search_markdown(summary), "", "## Pareto front", "",
+          "| " + " | ".join(header[c] for c in cols) + " |", "|" + " --- |" * len(cols),
+          *("| " + " | ".join(_cell(r[c]) for c in cols) + " |" for r in front_rows), "",
+          f"![Pareto front]({paths['png'].name})", ""]
+    paths["md"].write_text("\n".join(md))
+    return paths
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.0f}"
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+_STYLE = {"Pareto front": ("tab:red", "o"), "feasible": ("tab:blue", "o"), "infeasible": ("0.6", "x")}
+
+
+def _pareto_png(path: Path, groups: Mapping[str, list[FrozenTrial]], x: Callable, y: Callable, xname: str,
+                yname: str, title: str) -> None:
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    for name, trials in groups.items():
+        if trials:
+            color, marker = _STYLE[name]
+            pts = sorted((x(t), y(t)) for t in trials)
+            ax.scatter(*zip(*pts), c=color, marker=marker, s=28, label=name, zorder=3 if name == "Pareto front"
+                       else 2)
+            if name == "Pareto front":
+                ax.plot(*zip(*pts), c=color, lw=1, alpha=0.6, drawstyle="steps-post")
+    ax.set(xlabel=xname, ylabel=yname, title=title)
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=110)
+
+
+def _pareto_html(path: Path, groups: Mapping[str, list[FrozenTrial]], x: Callable, y: Callable, xname: str,
+                 yname: str, title: str) -> None:
+    import plotly.graph_objects as go
+
+    colors = {"Pareto front": "#d62728", "feasible": "#1f77b4", "infeasible": "#999999"}
+    fig = go.Figure(layout={"title": {"text": title}, "xaxis": {"title": {"text": xname}},
+                            "yaxis": {"title": {"text": yname}}, "template": "plotly_white"})
+    for name, trials in groups.items():
+        if trials:
+            fig.add_trace(go.Scatter(
+                x=[x(t) for t in trials], y=[y(t) for t in trials], mode="markers", name=name,
+                marker={"color": colors[name], "symbol": "x" if name == "infeasible" else "circle", "size": 8},
+                text=[f"trial {t.number}<br>{t.user_attrs.get('arch_key', t.params)}" for t in trials],
+                hovertemplate="%{text}<br>" + xname + " %{x}<br>" + yname + " %{y}<extra></extra>",
+            ))
+    fig.write_html(path, include_plotlyjs="directory")
