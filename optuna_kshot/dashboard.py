@@ -43,9 +43,10 @@ FIGURE_IDS = {
 TRAINING_ATTR = "supernet_training"
 
 _LAYOUT = {  # the "none" template keeps each figure's JSON (stored in 2 KB study attributes) small
-    "template": "none", "height": 430, "margin": {"l": 60, "r": 60, "t": 50, "b": 50},
+    "template": "none", "height": 430, "margin": {"l": 60, "r": 60, "t": 60, "b": 50},
     "legend": {"orientation": "h", "y": -0.18}, "hovermode": "x unified",
 }
+_AXIS = {"showgrid": True, "gridcolor": "#e8e8e8", "zeroline": False}
 
 
 def _records(history: Iterable[Any]) -> list[dict[str, Any]]:
@@ -101,13 +102,14 @@ def _figure(title: str, records: list[dict[str, Any]], left: list[tuple[str, lis
     import plotly.graph_objects as go
 
     epochs = [r["epoch"] + 1 for r in records]
-    fig = go.Figure(layout={**_LAYOUT, "title": {"text": title}, "xaxis": {"title": {"text": "epoch"}},
-                            "yaxis": {"title": {"text": ytitles[0]}}})
+    fig = go.Figure(layout={**_LAYOUT, "title": {"text": title, "x": 0.02, "xanchor": "left"},  # modebar: right
+                            "xaxis": {**_AXIS, "title": {"text": "epoch"}, "rangemode": "tozero"},
+                            "yaxis": {**_AXIS, "title": {"text": ytitles[0]}}})
     for (name, values), axis in [*((t, "y") for t in left), *((t, "y2") for t in right)]:
         fig.add_trace(go.Scatter(x=epochs, y=values, name=name, mode="lines+markers", yaxis=axis))
     if right:
         fig.update_layout(yaxis2={"title": {"text": ytitles[1]}, "overlaying": "y", "side": "right",
-                                  "showgrid": False})
+                                  "showgrid": False, "zeroline": False})
     return fig
 
 
@@ -115,7 +117,8 @@ def _placeholder(title: str) -> go.Figure:
     """What replaces a figure the current supernet does not record (e.g. K-shot curves after a one-shot run)."""
     import plotly.graph_objects as go
 
-    return go.Figure(layout={**_LAYOUT, "title": {"text": f"{title}: not recorded by the current supernet"}})
+    return go.Figure(layout={**_LAYOUT, "title": {"text": f"{title}: not recorded by the current supernet",
+                                                  "x": 0.02, "xanchor": "left"}})
 
 
 def _training_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
