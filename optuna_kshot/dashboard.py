@@ -14,8 +14,10 @@ import logging
 import math
 import os
 import statistics
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -356,7 +358,7 @@ def write_report(
     paths = {"png": out / "pareto.png", "html": out / "pareto.html", "csv": out / "trials.csv",
              "md": out / "summary.md"}
     header, rows = _table(study)
-    with paths["csv"].open("w", newline="") as f:
+    with _replacing(paths["csv"]) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows([[json.dumps(v) if isinstance(v, list) else v for v in r] for r in rows])
@@ -369,8 +371,10 @@ def write_report(
         "infeasible": [t for t in trials if t.number not in front and not t.user_attrs.get("feasible", True)],
     }
     title = f"Study {study.study_name!r}: {len(trials)} trials, {len(front)} on the Pareto front"
-    _pareto_png(paths["png"], groups, x, y, xname, yname, title)
-    _pareto_html(paths["html"], groups, x, y, xname, yname, title)
+    with _replacing(paths["png"]) as tmp:
+        _pareto_png(tmp, groups, x, y, xname, yname, title)
+    with _replacing(paths["html"]) as tmp:
+        _pareto_html(tmp, groups, x, y, xname, yname, title)
 
     summary = search_summary(study, truth=truth)
     names = _metric_names(study)
@@ -380,8 +384,21 @@ def write_report(
           "| " + " | ".join(header[c] for c in cols) + " |", "|" + " --- |" * len(cols),
           *("| " + " | ".join(_cell(r[c]) for c in cols) + " |" for r in front_rows), "",
           f"![Pareto front]({paths['png'].name})", ""]
-    paths["md"].write_text("\n".join(md))
+    with _replacing(paths["md"]) as tmp:
+        tmp.write_text("\n".join(md))
     return paths
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` that replaces it atomically when the block succeeds, so that workers
+    writing the same report at once never leave a torn file."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _cell(v: Any) -> str:
@@ -411,7 +428,7 @@ def _pareto_png(path: Path, groups: Mapping[str, list[FrozenTrial]], x: Callable
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
 
 
 def _pareto_html(path: Path, groups: Mapping[str, list[FrozenTrial]], x: Callable, y: Callable, xname: str,
@@ -429,4 +446,10 @@ def _pareto_html(path: Path, groups: Mapping[str, list[FrozenTrial]], x: Callabl
                 text=[f"trial {t.number}<br>{t.user_attrs.get('arch_key', t.params)}" for t in trials],
                 hovertemplate="%{text}<br>" + xname + " %{x}<br>" + yname + " %{y}<extra></extra>",
             ))
+    bundle = path.parent / "plotly.min.js"  # written once per directory, atomically; the HTML refers to it
+    if not bundle.is_file():
+        from plotly.offline import get_plotlyjs
+
+        with _replacing(bundle) as tmp:
+            tmp.write_text(get_plotlyjs(), encoding="utf-8")
     fig.write_html(path, include_plotlyjs="directory")

@@ -158,6 +158,8 @@ def test_write_report(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = paths["html"].read_text()
     assert "Pareto front" in html and "plotly.min.js" in html and (tmp_path / "report" / "plotly.min.js").is_file()
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == sorted(  # nothing left over
+        ["pareto.png", "pareto.html", "plotly.min.js", "trials.csv", "summary.md"])
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [r["trial"] for r in rows] == ["0", "1", "2", "3", "4"]
     front = {int(r["trial"]) for r in rows if r["pareto"] == "True"}
