@@ -253,6 +253,7 @@ def train_supernet(
     bar = tqdm(total=total_steps, initial=step, disable=not progress or rank != 0, desc="training", unit="step",
                leave=False)
     aux = getattr(model, "auxiliary_step", None)
+    group_of = getattr(model, "group", None)  # few-shot: per-sub-supernet losses are logged per epoch
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     try:
         for epoch in range(step // steps_per_epoch, n_epochs):
@@ -262,6 +263,7 @@ def train_supernet(
             correct = torch.zeros((), device=device)
             seen = 0
             extra: dict[str, float] = {}
+            group_loss: dict[int, list[float]] = {}
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
             batches = data.batches(config.batch_size, shuffle=True, generator=generator, device=device,
                                    drop_last=True, start=step - epoch * steps_per_epoch)
@@ -283,6 +285,8 @@ def train_supernet(
                         )
                     loss.backward()
                     loss_sum += loss.detach() * len(y)
+                    if group_of is not None:
+                        group_loss.setdefault(group_of(arch), []).append(float(loss))
                     correct += (logits.detach().argmax(1) == y).sum()
                     seen += len(y)
                 sync_gradients(params)
@@ -301,6 +305,7 @@ def train_supernet(
                     elapsed, start = elapsed + now - start, now
                     write_checkpoint()
             elapsed += time.perf_counter() - start
+            extra.update({f"loss_group{g}": sum(v) / len(v) for g, v in sorted(group_loss.items())})
             record = EpochRecord(
                 epoch=epoch, step=step, images=images, loss=float(loss_sum) / max(seen, 1),
                 accuracy=float(correct) / max(seen, 1), lr=float(scheduler.get_last_lr()[0]),

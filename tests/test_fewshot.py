@@ -106,6 +106,7 @@ def test_balanced_sampling_one_path_per_subsupernet_per_step(tiny_space, tiny_da
     result = train_supernet(supernet, tiny_data.train, TrainConfig(budget_images=64 * 2), sampler=sampler,
                             progress=False)
     assert result.steps == 1 and result.images == 128  # one step, two paths on the same batch
+    assert set(result.history[-1].extra) == {"loss_group0", "loss_group1"}  # per-sub-supernet losses
     for b, sub in zip(before, supernet.supernets):
         assert not torch.equal(b["stem.0.weight"], sub.state_dict()["stem.0.weight"])
     with pytest.raises(ValueError, match="needs a few-shot supernet"):

@@ -29,12 +29,12 @@ def checkpoint(tmp_path_factory, tiny_space, tiny_data):
     return path
 
 
-def _kill_test(url, checkpoint, n_trials=16, workers=4):
+def _kill_test(url, checkpoint, report_dir, n_trials=16, workers=4):
     name = f"kill-{time.time_ns()}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "optuna_kshot.cli", "search", "--checkpoint", str(checkpoint), "--storage", url,
                "--study-name", name, "--trials", str(n_trials), "--sampler", "random", "--calib-batches", "2",
-               "--heartbeat", "1", "--quiet"]
+               "--heartbeat", "1", "--quiet", "--report-dir", str(report_dir)]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for _ in range(workers)]
     victim = procs[0]
@@ -75,7 +75,7 @@ def _kill_test(url, checkpoint, n_trials=16, workers=4):
 
 
 def test_journal_file_workers_with_one_killed(checkpoint, tmp_path):
-    counts = _kill_test(f"journal:{tmp_path / 'study.log'}", checkpoint)
+    counts = _kill_test(f"journal:{tmp_path / 'study.log'}", checkpoint, tmp_path / "reports")
     print("journal kill test:", counts)
 
 
@@ -87,12 +87,12 @@ def _postgres_available() -> bool:
         return False
 
 
-def test_postgresql_workers_with_one_killed(checkpoint):
+def test_postgresql_workers_with_one_killed(checkpoint, tmp_path):
     if not _postgres_available():
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is not reachable at {PG_URL} in CI (.ci/run should start it).")
         pytest.skip(f"PostgreSQL is not reachable at {PG_URL}; .ci/run installs and starts it.")
-    counts = _kill_test(PG_URL, checkpoint)
+    counts = _kill_test(PG_URL, checkpoint, tmp_path / "reports")
     print("postgresql kill test:", counts)
 
 
