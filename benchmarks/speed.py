@@ -81,7 +81,7 @@ def kind_worker(kind: str, width: float, steps: int) -> dict:
     supernet = ok.make_supernet(space, KINDS[kind][0], seed=0, **KINDS[kind][1])
     sampler = ok.make_sampler(KINDS[kind][2], space, supernet=supernet)
     paths = len(sampler.sample(np.random.default_rng(0)))
-    train = data.train.subset(torch.arange(64 * (steps + 1) * paths))
+    train = data.train  # the budget in images sets the steps; a multi-path step uses one batch
     # warm-up excluded: one short run first, then the timed one (same budget in images for every kind)
     ok.train_supernet(supernet, train, ok.TrainConfig(budget_images=64 * paths, batch_size=64), sampler=sampler,
                       progress=False)
