@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out or RESULTS / f"ranking_{space.kind}_{args.data.split(':')[0]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
+    from _plots import save_png  # next to this script
+
+    print(f"wrote {out} and {save_png(result, out)}")
     return result
 
 

@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    from _plots import save_png  # next to this script
+
+    print(f"wrote {out} and {save_png(result, out)}")
     return result
 
 

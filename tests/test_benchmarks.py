@@ -15,6 +15,8 @@ def _run(script, tmp_path, *extra):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(out), *extra],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    png = out.with_suffix(".png")  # each script also draws its result
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     return proc.stdout, json.loads(out.read_text())
 
 

@@ -1,0 +1,109 @@
+"""PNG plots of the benchmark results, drawn from the JSON each script writes.
+
+Each script calls :func:`save_png` after writing its JSON; to redraw from saved results:
+
+    python benchmarks/_plots.py benchmarks/results/ranking_macro_default.json benchmarks/results/tabular.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("plots need matplotlib: pip install 'optuna-kshot[benchmarks]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_ranking(result: dict[str, Any], path: Path) -> None:
+    """One panel per supernet kind: supernet score against stand-alone accuracy of the same archs."""
+    plt = _pyplot()
+    truth = result["ground_truth"]["mean_test_accuracy"]
+    kinds = result["kinds"]
+    cols = min(4, max(1, len(kinds)))
+    rows = math.ceil(len(kinds) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, row in zip(axes.flat, kinds):
+        ax.scatter(truth, row["scores"], s=12)
+        ax.set_title(f"{row['kind']}: tau {row['kendall_tau']:.2f}", fontsize=9)
+        ax.set_xlabel("stand-alone test accuracy", fontsize=8)
+        ax.set_ylabel("supernet val. accuracy", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(kinds):]:
+        ax.axis("off")
+    s = result["settings"]
+    fig.suptitle(f"ranking: {s['space']} space, {s['data']} data, ceiling tau "
+                 f"{result['ground_truth']['ceiling_kendall_tau']:.2f}, {s['budget_images']:,} images per kind",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_tabular(result: dict[str, Any], path: Path) -> None:
+    """Hypervolume fraction against trials, one panel per (table, objectives), one line per sampler."""
+    plt = _pyplot()
+    rows = [r for r in result["rows"] if any(k.startswith("hv_frac@") for k in r)]
+    panels = sorted({(r["table"], r["objectives"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    for ax, (table, objectives) in zip(axes.flat, panels):
+        for r in (r for r in rows if (r["table"], r["objectives"]) == (table, objectives)):
+            ns = sorted(int(k.split("@")[1]) for k in r if k.startswith("hv_frac@"))
+            ax.plot(ns, [r[f"hv_frac@{n}"] for n in ns], marker="o", label=r["sampler"])
+        ax.axhline(0.95, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_title(f"{table}: {objectives}", fontsize=9)
+        ax.set_xlabel("trials", fontsize=8)
+        ax.set_ylabel("hypervolume / true front's", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_speed(result: dict[str, Any], path: Path) -> None:
+    """Training step time and peak memory of each supernet kind relative to one-shot."""
+    plt = _pyplot()
+    kinds = result["kinds"]
+    names = [k["kind"] for k in kinds]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key, label in ((axes[0], "step_over_oneshot", "step time / one-shot step"),
+                           (axes[1], "memory_over_oneshot", "peak memory / one-shot's")):
+        ax.bar(names, [k[key] for k in kinds])
+        ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+        ax.set_ylabel(label, fontsize=8)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    fig.suptitle(f"supernet kinds, {result['settings']['threads']} thread(s); evaluation / bare forwards "
+                 f"{result['eval_over_bare_median']:.2f}x", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_png(result: dict[str, Any], json_path: Path) -> Path:
+    """Draw the plot that fits ``result`` next to its JSON (same name, ``.png``); return the PNG's path."""
+    path = Path(json_path).with_suffix(".png")
+    if "ground_truth" in result:
+        plot_ranking(result, path)
+    elif "rows" in result:
+        plot_tabular(result, path)
+    elif "eval_over_bare_median" in result:
+        plot_speed(result, path)
+    else:
+        raise ValueError(f"{json_path}: not a result of ranking.py, tabular.py or speed.py")
+    return path
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        print(save_png(json.loads(Path(name).read_text()), Path(name)))
