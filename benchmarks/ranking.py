@@ -236,12 +236,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{r['kind']:<14}{r['kendall_tau']:>8.3f}{r['spearman']:>10.3f}{r[topk]:>16.2f}"
               f"{r['best_pick_truth']:>14.4f}{r['tau_over_ceiling']:>13.2f}{r['train_seconds']:>9.1f}"
               f"{r['score_spread_across_depths']:>14.4f}")
-    out = Path(args.out or RESULTS / f"ranking_{space.kind}_{args.data.split(':')[0]}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    from _plots import save_png  # next to this script
+    from _results import write_result  # next to this script
 
-    print(f"wrote {out} and {save_png(result, out)}")
+    write_result(result, args.out or RESULTS / f"ranking_{space.kind}_{args.data.split(':')[0]}.json")
     return result
 
 

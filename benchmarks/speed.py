@@ -56,6 +56,10 @@ def bare_forward_seconds(subnet: torch.nn.Module, calib: list[torch.Tensor], val
 
 KINDS = {"oneshot": ("oneshot", {}, "uniform"), "fair": ("oneshot", {}, "fair"),
          "kshot2": ("kshot", {"k": 2}, "uniform"), "kshot4": ("kshot", {"k": 4}, "uniform"),
+         # K-shot cost split: supernet steps only (warm-up all along: the merge's overhead), and the simplex-net
+         # stepped after every 4th supernet step instead of every one (GUIDE: "in turns")
+         "kshot4-merge": ("kshot", {"k": 4, "warmup_fraction": 1.0}, "uniform"),
+         "kshot4-every4": ("kshot", {"k": 4, "simplex_every": 4}, "uniform"),
          "fewshot": ("fewshot", {"split": "enn"}, "balanced"),
          "oneshot+stab": ("oneshot", {"stabilizer": True}, "uniform")}
 
@@ -222,12 +226,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {k['kind']:<13}{k['paths_per_step']:>6}{k['seconds_per_step'] * 1e3:>9.1f}"
               f"{k['step_over_oneshot']:>12.2f}{k['image_over_oneshot']:>13.2f}{k['step_over_standalone_step']:>17.2f}"
               f"{k['peak_rss_above_baseline_mib']:>10.1f}{k['memory_over_oneshot']:>11.2f}{k['parameters']:>10,}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    from _plots import save_png  # next to this script
+    from _results import write_result  # next to this script
 
-    print(f"wrote {out} and {save_png(result, out)}")
+    write_result(result, args.out)
     return result
 
 

@@ -15,7 +15,6 @@ averaged over seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -138,12 +137,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cells = "  ".join(f"@{n}: {row[f'hv_frac@{n}']:.3f}" for n in checkpoints)
             print(f"  {row['table']:<6} {row['objectives']:<16} {row['sampler']:<7} {cells}")
     result = {"settings": vars(args), "truth": {f"{t},{c}": v for (t, c), v in truths.items()}, "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    from _plots import save_png  # next to this script
+    from _results import write_result  # next to this script
 
-    print(f"wrote {out} and {save_png(result, out)}")
+    write_result(result, args.out)
     return result
 
 

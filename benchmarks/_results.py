@@ -1,8 +1,8 @@
-"""PNG plots of the benchmark results, drawn from the JSON each script writes.
+"""Writing benchmark results: the JSON each script produces and a PNG plot drawn from it.
 
-Each script calls :func:`save_png` after writing its JSON; to redraw from saved results:
+Each script ends with :func:`write_result`; to redraw the plots from saved results:
 
-    python benchmarks/_plots.py benchmarks/results/ranking_macro_default.json benchmarks/results/tabular.json
+    python benchmarks/_results.py benchmarks/results/ranking_macro_default.json benchmarks/results/tabular.json
 """
 
 from __future__ import annotations
@@ -102,6 +102,14 @@ def save_png(result: dict[str, Any], json_path: Path) -> Path:
     else:
         raise ValueError(f"{json_path}: not a result of ranking.py, tabular.py or speed.py")
     return path
+
+
+def write_result(result: dict[str, Any], out: str | Path) -> None:
+    """Write ``result`` as JSON to ``out`` and its plot next to it (``.png``), and say where."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out} and {save_png(result, out)}")
 
 
 if __name__ == "__main__":
