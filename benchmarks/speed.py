@@ -64,24 +64,39 @@ KINDS = {"oneshot": ("oneshot", {}, "uniform"), "fair": ("oneshot", {}, "fair"),
          "oneshot+stab": ("oneshot", {"stabilizer": True}, "uniform")}
 
 
-def _rss_mib() -> float:
+def _status_mib(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def kind_worker(kind: str, width: float, steps: int) -> dict:
     """Run in a fresh process: time ``steps`` training steps of one supernet kind (after one warm-up step) and
     measure its peak resident memory above the process's state right before the supernet is built."""
-    import resource
-
     torch.set_num_threads(1)
     data = ok.load_default()
     space = ok.layerwise_space(width_mult=width, in_channels=data.in_channels, num_classes=data.num_classes,
                                resolution=data.resolution)
-    before = _rss_mib()
+    # load torch's lazily loaded kernels first (a throwaway conv step), so that the peak counts the supernet
+    probe = torch.nn.Conv2d(data.in_channels, 8, 3)
+    probe(data.train.images[:64].float()).square().mean().backward()
+    torch.optim.SGD(probe.parameters(), lr=0.1, momentum=0.9).step()
+    del probe
+    if not _reset_peak_rss():  # without it, the peak would include loading the data
+        raise SystemExit("peak memory needs Linux's /proc/self/clear_refs")
+    before = _status_mib("VmRSS")
     supernet = ok.make_supernet(space, KINDS[kind][0], seed=0, **KINDS[kind][1])
     sampler = ok.make_sampler(KINDS[kind][2], space, supernet=supernet)
     paths = len(sampler.sample(np.random.default_rng(0)))
@@ -93,7 +108,7 @@ def kind_worker(kind: str, width: float, steps: int) -> dict:
     result = ok.train_supernet(supernet, train, ok.TrainConfig(budget_images=64 * steps * paths, batch_size=64),
                                sampler=sampler, progress=False)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")
     params = sum(p.numel() for p in supernet.parameters())
     return {"kind": kind, "seconds_per_step": seconds / result.steps, "seconds_per_image": seconds / result.images,
             "paths_per_step": paths, "peak_rss_above_baseline_mib": peak - before, "parameters": params}
@@ -104,6 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for tests)")
     parser.add_argument("--archs", type=int, default=20, help="archs timed (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="turns each supernet kind is timed, median kept (default: %(default)s)")
     parser.add_argument("--out", default=str(RESULTS / "speed.json"), help="JSON output (default: %(default)s)")
     parser.add_argument("--kind-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -170,12 +187,19 @@ def main(argv: list[str] | None = None) -> dict:
     ok.train_standalone(space, arch, standalone_data, ok.TrainConfig(epochs=standalone_epochs))
     standalone_seconds = time.perf_counter() - start
 
-    # Every supernet kind: step time and peak memory, each in a fresh process, one after the other.
-    kinds = []
-    for kind in KINDS:
-        proc = subprocess.run([sys.executable, __file__, "--kind-worker", kind, *(["--smoke"] if args.smoke else [])],
-                              capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        kinds.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    # Every supernet kind: step time and peak memory, each run in a fresh process; the kinds take turns for
+    # several rounds (so drifts in machine load hit them alike) and each keeps its median round.
+    rounds = {kind: [] for kind in KINDS}
+    for _ in range(1 if args.smoke else args.rounds):
+        for kind in KINDS:
+            proc = subprocess.run([sys.executable, __file__, "--kind-worker", kind,
+                                   *(["--smoke"] if args.smoke else [])], capture_output=True, text=True, check=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            rounds[kind].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    kinds = [{**runs[0], "rounds": len(runs),
+              **{key: statistics.median(r[key] for r in runs)
+                 for key in ("seconds_per_step", "seconds_per_image", "peak_rss_above_baseline_mib")}}
+             for runs in rounds.values()]
     base = kinds[0]
     for k in kinds:
         k["step_over_oneshot"] = k["seconds_per_step"] / base["seconds_per_step"]
@@ -219,7 +243,9 @@ def main(argv: list[str] | None = None) -> dict:
     width_col = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name.ljust(width_col)}  {value}")
-    print("\nsupernet kinds (fresh process each; a step trains paths_per_step archs on one batch of 64)")
+    print(f"\nsupernet kinds (fresh process each, median of {kinds[0]['rounds']} round(s) taken in turns; a step "
+          "trains paths_per_step archs on one batch of 64; peak MiB: resident memory above the process before the "
+          "build)")
     print(f"  {'kind':<13}{'paths':>6}{'ms/step':>9}{'step/1-shot':>12}{'image/1-shot':>13}{'step/stand-alone':>17}"
           f"{'peak MiB':>10}{'mem/1-shot':>11}{'params':>10}")
     for k in kinds:
