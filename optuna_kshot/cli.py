@@ -44,6 +44,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--supernet", default="oneshot",
                    help="supernet kind: oneshot, kshot or fewshot (default: %(default)s)")
     p.add_argument("--k", type=int, default=4, help="K-shot: weight copies per op (default: %(default)s)")
+    p.add_argument("--simplex-every", type=int, default=1,
+                   help="K-shot: a simplex-net step after every this many supernet steps; 1 alternates them, "
+                        "larger is cheaper (default: %(default)s)")
     p.add_argument("--split", default="enn",
                    help="few-shot: 'enn' (by effective number of nonlinearities) or 'op:CHOICE' such as op:layer0 "
                         "(default: %(default)s)")
@@ -197,7 +200,7 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
     space = _space_for(args, data)
     config = TrainConfig(epochs=args.epochs, budget_images=args.budget_images, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, checkpoint_every_steps=args.checkpoint_every)
-    options: dict[str, Any] = {"k": args.k} if args.supernet == "kshot" else {}
+    options: dict[str, Any] = {"k": args.k, "simplex_every": args.simplex_every} if args.supernet == "kshot" else {}
     if args.supernet == "fewshot":
         options["split"] = args.split
         if args.enn_thresholds:
