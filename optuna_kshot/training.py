@@ -263,7 +263,7 @@ def train_supernet(
             correct = torch.zeros((), device=device)
             seen = 0
             extra: dict[str, float] = {}
-            group_loss: dict[int, list[float]] = {}
+            group_loss: dict[int, list[torch.Tensor]] = {}
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
             batches = data.batches(config.batch_size, shuffle=True, generator=generator, device=device,
                                    drop_last=True, start=step - epoch * steps_per_epoch)
@@ -286,7 +286,7 @@ def train_supernet(
                     loss.backward()
                     loss_sum += loss.detach() * len(y)
                     if group_of is not None:
-                        group_loss.setdefault(group_of(arch), []).append(float(loss))
+                        group_loss.setdefault(group_of(arch), []).append(loss.detach())
                     correct += (logits.detach().argmax(1) == y).sum()
                     seen += len(y)
                 sync_gradients(params)
@@ -305,7 +305,7 @@ def train_supernet(
                     elapsed, start = elapsed + now - start, now
                     write_checkpoint()
             elapsed += time.perf_counter() - start
-            extra.update({f"loss_group{g}": sum(v) / len(v) for g, v in sorted(group_loss.items())})
+            extra.update({f"loss_group{g}": float(torch.stack(v).mean()) for g, v in sorted(group_loss.items())})
             record = EpochRecord(
                 epoch=epoch, step=step, images=images, loss=float(loss_sum) / max(seen, 1),
                 accuracy=float(correct) / max(seen, 1), lr=float(scheduler.get_last_lr()[0]),
