@@ -152,6 +152,33 @@ def _kind_job(job: dict[str, Any]) -> dict[str, Any]:
             "history_extra": result.history[-1].extra if result.history else {}, "groups": groups}
 
 
+def code_version() -> str | None:
+    """The git commit the package code is at (``-dirty`` with uncommitted changes to it), or None outside git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "optuna_kshot"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def merged_rows(out: Path, rows: list[dict[str, Any]], gt_path: str, budget: int) -> list[dict[str, Any]]:
+    """``rows`` in place of the same kinds' rows of the result at ``out`` (same ground truth and budget)."""
+    if not out.is_file():
+        raise SystemExit(f"--merge: no earlier result at {out}")
+    old = json.loads(out.read_text())
+    if old["ground_truth"]["path"] != gt_path or old["settings"]["budget_images"] != budget:
+        raise SystemExit(f"--merge: {out} has another ground truth or budget; run without --merge")
+    new = {r["kind"]: r for r in rows}
+    kept = [new.pop(r["kind"], r) for r in old["kinds"]]
+    return kept + list(new.values())
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="layerwise", choices=("layerwise", "macro"))
@@ -169,6 +196,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="30 archs, a third of the budget")
     parser.add_argument("--smoke", action="store_true", help="tiny everything, seconds (for tests)")
     parser.add_argument("--out", default=None, help="JSON output (default: results/ranking_<space>_<data>.json)")
+    parser.add_argument("--merge", action="store_true",
+                        help="re-run some kinds: replace their rows in an existing output of the same ground truth "
+                             "and budget, keep the other rows")
     args = parser.parse_args(argv)
     if args.smoke:
         args.archs, args.gt_epochs, args.budget_images, args.width_mult, args.resolution = 4, 1, 512, 0.125, 8
@@ -198,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def by_depth(values: list[float]) -> dict[int, float]:
         return {d: float(np.mean([v for v, dd in zip(values, depths) if dd == d])) for d in sorted(set(depths))}
 
+    commit = code_version()
     rows = []
     for run in runs:
         m = ok.ranking_metrics(run["scores"], gt["mean"])
@@ -216,9 +247,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             m["kendall_tau_within_groups_mean"] = float(np.mean(within)) if within else float("nan")
         rows.append({"kind": run["kind"], **m, "tau_over_ceiling": m["kendall_tau"] / gt["ceiling"]
                      if gt["ceiling"] > 0 else float("nan"), "train_seconds": run["train_seconds"],
-                     "images": run["images"], "extra": run["history_extra"], "scores": run["scores"]})
+                     "images": run["images"], "extra": run["history_extra"], "scores": run["scores"],
+                     "commit": commit})
+    out = Path(args.out or RESULTS / f"ranking_{space.kind}_{args.data.split(':')[0]}.json")
+    if args.merge:
+        rows = merged_rows(out, rows, gt["path"], args.budget_images)
     result = {
-        "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "gt_dir")},
+        "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "gt_dir", "merge")},
+                     "kinds": ",".join(r["kind"] for r in rows),
                      "space_config": space.to_config(), "threads_per_worker": 1, "torch": torch.__version__,
                      "machine": platform.machine(), "cpus": os.cpu_count()},
         "ground_truth": {"path": gt["path"], "ceiling_kendall_tau": gt["ceiling"], "archs": gt["settings"]["archs"],
@@ -238,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{r['score_spread_across_depths']:>14.4f}")
     from _results import write_result  # next to this script
 
-    write_result(result, args.out or RESULTS / f"ranking_{space.kind}_{args.data.split(':')[0]}.json")
+    write_result(result, out)
     return result
 
 

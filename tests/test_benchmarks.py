@@ -34,8 +34,11 @@ def test_ranking_smoke(tmp_path):
     assert {"oneshot", "fair", "kshot2", "kshot4"} <= kinds
     assert len(result["ground_truth"]["archs"]) == 4
     # the cached ground truth is reused: a second run trains no stand-alone network
-    stdout, _ = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path), "--kinds", "oneshot")
+    stdout, merged = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path), "--kinds", "oneshot", "--merge")
     assert "stand-alone runs" not in stdout
+    # --merge replaced the one-shot row and kept the others
+    assert [r["kind"] for r in merged["kinds"]] == [r["kind"] for r in result["kinds"]]
+    assert merged["kinds"][1:] == result["kinds"][1:] and merged["settings"]["kinds"].split(",")[0] == "oneshot"
 
 
 def test_tabular_smoke(tmp_path):

@@ -40,6 +40,28 @@ def test_enn_counts_and_nb201_group_sizes():
     assert enn(lw, arch) == 6
 
 
+def test_narrowed_sub_supernets_keep_a_channel_floor():
+    from optuna_kshot.spaces import scaled_space, space_from_config
+
+    def widths(space):
+        return [space.stem_channels, *(layer.out_channels for layer in space.layers), space.head_channels]
+
+    full = layerwise_space(width_mult=1.0, in_channels=1, resolution=16)
+    half = scaled_space(full, 0.5)
+    assert widths(half) == [8, 12, 12, 20, 20, 20, 40, 40, 40, 160]  # plain halving (16 -> 8 is the floor)
+    small = layerwise_space(width_mult=0.25, in_channels=1, resolution=16)  # stem 4, stages 6/10/20
+    narrow = scaled_space(small, 0.5)
+    assert min(widths(narrow)) == 4 and all(n <= f for n, f in zip(widths(narrow), widths(small)))
+    assert space_from_config(narrow.to_config()).to_config() == narrow.to_config()  # checkpoints rebuild it
+    assert "min_channels" not in small.to_config()  # default spaces keep their config
+    nb = nb201_space(channels=8, cells_per_stage=1, resolution=8)
+    assert [scaled_space(nb, r).to_config()["channels"] for r in (1 / 2, 1 / 3, 1 / 4)] == [4, 4, 4]
+    nb = nb201_space(channels=16, cells_per_stage=1, resolution=8)
+    assert [scaled_space(nb, r).to_config()["channels"] for r in (1 / 2, 1 / 3, 1 / 4)] == [8, 5, 4]
+    with pytest.raises(ValueError, match="min_channels"):
+        layerwise_space(min_channels=0)
+
+
 @pytest.mark.parametrize("split", ["enn", "op:edge_1_0"])
 def test_routing_covers_the_whole_space_once(split):
     space = nb201_space(channels=2, cells_per_stage=1, resolution=8)

@@ -36,16 +36,25 @@ def space_from_config(config: Mapping[str, Any]) -> SearchSpace:
     return build_space(kind, **config)
 
 
+NARROW_FLOOR = 8  # a narrowed space keeps at least min(this, the space's own) channels in every layer
+
+
 def scaled_space(space: SearchSpace, ratio: float) -> SearchSpace:
     """The same built-in space (same choices) with every channel count scaled by ``ratio``: a chain space's
-    ``width_mult`` times ratio, NAS-Bench-201's ``channels`` times ratio (16 -> 8 / 5 / 4 for 1/2, 1/3, 1/4)."""
+    ``width_mult`` times ratio, NAS-Bench-201's ``channels`` times ratio (16 -> 8 / 5 / 4 for 1/2, 1/3, 1/4).
+
+    No layer is narrowed below ``min(8, the narrowest layer of space)`` channels: networks of two or three channels
+    per layer can die in training (measured: a few-shot sub-supernet at width 0.25 x 1/2 stayed at chance)."""
     if ratio == 1:
         return space
     config = space.to_config()
     if config["kind"] in ("layerwise", "macro"):
         config["width_mult"] = config["width_mult"] * ratio
+        narrowest = min([space.stem_channels, *(layer.out_channels for layer in space.layers)])
+        config["min_channels"] = max(config.get("min_channels", 2), min(NARROW_FLOOR, narrowest))
     elif config["kind"] == "nb201":
-        config["channels"] = max(1, int(round(config["channels"] * ratio)))
+        c = config["channels"]
+        config["channels"] = max(min(4, c), int(round(c * ratio)))
     else:
         raise TypeError(f"Only built-in spaces can be narrowed, not {type(space).__name__}.")
     return space_from_config(config)

@@ -146,8 +146,13 @@ class ChainSpace(SearchSpace):
         return self._counts(arch)[1]
 
 
-def _scaled(channels: int, width_mult: float) -> int:
-    return max(2, int(round(channels * width_mult)))
+def _scaled(channels: int, width_mult: float, min_channels: int = 2) -> int:
+    return max(min_channels, int(round(channels * width_mult)))
+
+
+def _check_min_channels(min_channels: int) -> None:
+    if not isinstance(min_channels, int) or isinstance(min_channels, bool) or min_channels < 1:
+        raise ValueError(f"`min_channels` must be a positive int, but got {min_channels!r}.")
 
 
 def _check_common(width_mult: float, in_channels: int, num_classes: int, resolution: int) -> None:
@@ -173,6 +178,7 @@ def layerwise_space(
     in_channels: int = 3,
     num_classes: int = 10,
     resolution: int = 32,
+    min_channels: int = 2,
 ) -> ChainSpace:
     """The layer-wise MobileNetV2-style space.
 
@@ -182,10 +188,12 @@ def layerwise_space(
         kernels, expansions: MBConv options of every layer (their product, e.g. ``k3e3 ... k7e6``).
         widths: optional per-layer width choices (fractions of the hidden channels) for channel search.
         in_channels, num_classes, resolution: of the data.
+        min_channels: no scaled channel count goes below this (few-shot sub-supernets raise it).
 
     Every layer but the first of a stage may also be ``"skip"``, which makes the depth variable.
     """
     _check_common(width_mult, in_channels, num_classes, resolution)
+    _check_min_channels(min_channels)
     stages = tuple(tuple(int(v) for v in s) for s in stages)
     for s in stages:
         if len(s) != 3 or min(s) < 1:
@@ -198,9 +206,9 @@ def layerwise_space(
     for op in mb_ops:
         parse_op(op)
     layers = []
-    c_in = _scaled(stem_channels, width_mult)
+    c_in = _scaled(stem_channels, width_mult, min_channels)
     for channels, n_layers, stride in stages:
-        c_out = _scaled(channels, width_mult)
+        c_out = _scaled(channels, width_mult, min_channels)
         for j in range(n_layers):
             first = j == 0
             layers.append(
@@ -218,6 +226,7 @@ def layerwise_space(
         "in_channels": in_channels,
         "num_classes": num_classes,
         "resolution": resolution,
+        **({"min_channels": min_channels} if min_channels != 2 else {}),  # configs of default spaces unchanged
     }
     return ChainSpace(
         kind="layerwise",
@@ -226,9 +235,9 @@ def layerwise_space(
         in_channels=in_channels,
         num_classes=num_classes,
         resolution=resolution,
-        stem_channels=_scaled(stem_channels, width_mult),
+        stem_channels=_scaled(stem_channels, width_mult, min_channels),
         stem_stride=1,
-        head_channels=_scaled(head_channels, width_mult) if head_channels else 0,
+        head_channels=_scaled(head_channels, width_mult, min_channels) if head_channels else 0,
     )
 
 
@@ -248,21 +257,25 @@ class MacroSpace(ChainSpace):
 
 
 def macro_space(
-    *, width_mult: float = 1.0, in_channels: int = 3, num_classes: int = 10, resolution: int = 32
+    *, width_mult: float = 1.0, in_channels: int = 3, num_classes: int = 10, resolution: int = 32,
+    min_channels: int = 2,
 ) -> MacroSpace:
     """The exact NAS-Bench-Macro space (at ``width_mult=1``, 3x32x32 input and 10 classes its subnets have the
     ground-truth table's parameter counts): stem 3x3 conv to 32 channels, stages of [2, 3, 3] layers at 64, 128,
-    256 channels whose first layer has stride 2, ops ``skip``/``k3e3``/``k5e6``, 1x1 conv to 1280, pool, linear."""
+    256 channels whose first layer has stride 2, ops ``skip``/``k3e3``/``k5e6``, 1x1 conv to 1280, pool, linear.
+    ``min_channels``: no scaled channel count goes below this (few-shot sub-supernets raise it)."""
     _check_common(width_mult, in_channels, num_classes, resolution)
+    _check_min_channels(min_channels)
     layers = []
-    c_in = _scaled(32, width_mult)
+    c_in = _scaled(32, width_mult, min_channels)
     for channels, n_layers in ((64, 2), (128, 3), (256, 3)):
-        c_out = _scaled(channels, width_mult)
+        c_out = _scaled(channels, width_mult, min_channels)
         for j in range(n_layers):
             layers.append(LayerSpec(c_in, c_out, 2 if j == 0 else 1, MACRO_OPS))
             c_in = c_out
     params = {
-        "width_mult": width_mult, "in_channels": in_channels, "num_classes": num_classes, "resolution": resolution
+        "width_mult": width_mult, "in_channels": in_channels, "num_classes": num_classes, "resolution": resolution,
+        **({"min_channels": min_channels} if min_channels != 2 else {}),  # configs of default spaces unchanged
     }
     return MacroSpace(
         kind="macro",
@@ -271,7 +284,7 @@ def macro_space(
         in_channels=in_channels,
         num_classes=num_classes,
         resolution=resolution,
-        stem_channels=_scaled(32, width_mult),
+        stem_channels=_scaled(32, width_mult, min_channels),
         stem_stride=1,
-        head_channels=_scaled(1280, width_mult),
+        head_channels=_scaled(1280, width_mult, min_channels),
     )
