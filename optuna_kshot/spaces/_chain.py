@@ -150,6 +150,13 @@ def _scaled(channels: int, width_mult: float, min_channels: int = 2) -> int:
     return max(min_channels, int(round(channels * width_mult)))
 
 
+def _chain_space(cls: type[ChainSpace], kind: str, params: dict[str, Any], layers: list[LayerSpec],
+                 stem_channels: int, head_channels: int) -> ChainSpace:
+    return cls(kind=kind, params=params, layers=layers, in_channels=params["in_channels"],
+               num_classes=params["num_classes"], resolution=params["resolution"], stem_channels=stem_channels,
+               stem_stride=1, head_channels=head_channels)
+
+
 def _check_min_channels(min_channels: int) -> None:
     if not isinstance(min_channels, int) or isinstance(min_channels, bool) or min_channels < 1:
         raise ValueError(f"`min_channels` must be a positive int, but got {min_channels!r}.")
@@ -228,17 +235,8 @@ def layerwise_space(
         "resolution": resolution,
         **({"min_channels": min_channels} if min_channels != 2 else {}),  # configs of default spaces unchanged
     }
-    return ChainSpace(
-        kind="layerwise",
-        params=params,
-        layers=layers,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        resolution=resolution,
-        stem_channels=_scaled(stem_channels, width_mult, min_channels),
-        stem_stride=1,
-        head_channels=_scaled(head_channels, width_mult, min_channels) if head_channels else 0,
-    )
+    return _chain_space(ChainSpace, "layerwise", params, layers, _scaled(stem_channels, width_mult, min_channels),
+                        _scaled(head_channels, width_mult, min_channels) if head_channels else 0)
 
 
 class MacroSpace(ChainSpace):
@@ -277,14 +275,5 @@ def macro_space(
         "width_mult": width_mult, "in_channels": in_channels, "num_classes": num_classes, "resolution": resolution,
         **({"min_channels": min_channels} if min_channels != 2 else {}),  # configs of default spaces unchanged
     }
-    return MacroSpace(
-        kind="macro",
-        params=params,
-        layers=layers,
-        in_channels=in_channels,
-        num_classes=num_classes,
-        resolution=resolution,
-        stem_channels=_scaled(32, width_mult, min_channels),
-        stem_stride=1,
-        head_channels=_scaled(1280, width_mult, min_channels),
-    )
+    return _chain_space(MacroSpace, "macro", params, layers, _scaled(32, width_mult, min_channels),
+                        _scaled(1280, width_mult, min_channels))
