@@ -9,6 +9,7 @@ images seen, every path of a multi-path step counted) and scores the same archs 
     python benchmarks/ranking.py --data fashion-mnist  # full Fashion-MNIST (Debian dataset-fashion-mnist)
     python benchmarks/ranking.py --quick               # fewer archs, smaller budget
     python benchmarks/ranking.py --smoke               # seconds, for the test suite
+    python benchmarks/ranking.py --kinds kshot4 --merge  # re-run one kind, keep the other rows
 """
 
 from __future__ import annotations
