@@ -6,7 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..space import Choice, SearchSpace
-from ._chain import MACRO_OPS, ChainSpace, LayerSpec, MacroSpace, layerwise_space, macro_space, parse_op
+from ._chain import (
+    DEFAULT_MIN_CHANNELS,
+    MACRO_OPS,
+    ChainSpace,
+    LayerSpec,
+    MacroSpace,
+    layerwise_space,
+    macro_space,
+    parse_op,
+)
 from ._nb201 import NB201_EDGES, NB201_OPS, NB201Space, nb201_space
 
 __all__ = [
@@ -51,7 +60,7 @@ def scaled_space(space: SearchSpace, ratio: float) -> SearchSpace:
     if config["kind"] in ("layerwise", "macro"):
         config["width_mult"] = config["width_mult"] * ratio
         narrowest = min([space.stem_channels, *(layer.out_channels for layer in space.layers)])
-        config["min_channels"] = max(config.get("min_channels", 2), min(NARROW_FLOOR, narrowest))
+        config["min_channels"] = max(config.get("min_channels", DEFAULT_MIN_CHANNELS), min(NARROW_FLOOR, narrowest))
     elif config["kind"] == "nb201":
         c = config["channels"]
         config["channels"] = max(min(4, c), int(round(c * ratio)))

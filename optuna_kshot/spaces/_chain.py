@@ -146,7 +146,10 @@ class ChainSpace(SearchSpace):
         return self._counts(arch)[1]
 
 
-def _scaled(channels: int, width_mult: float, min_channels: int = 2) -> int:
+DEFAULT_MIN_CHANNELS = 2  # left out of a space's config, so configs of default spaces stay as they were
+
+
+def _scaled(channels: int, width_mult: float, min_channels: int = DEFAULT_MIN_CHANNELS) -> int:
     return max(min_channels, int(round(channels * width_mult)))
 
 
@@ -157,15 +160,11 @@ def _chain_space(cls: type[ChainSpace], kind: str, params: dict[str, Any], layer
                stem_stride=1, head_channels=head_channels)
 
 
-def _check_min_channels(min_channels: int) -> None:
-    if not isinstance(min_channels, int) or isinstance(min_channels, bool) or min_channels < 1:
-        raise ValueError(f"`min_channels` must be a positive int, but got {min_channels!r}.")
-
-
-def _check_common(width_mult: float, in_channels: int, num_classes: int, resolution: int) -> None:
+def _check_common(width_mult: float, in_channels: int, num_classes: int, resolution: int, min_channels: int) -> None:
     if not (isinstance(width_mult, (int, float)) and width_mult > 0):
         raise ValueError(f"`width_mult` must be a positive number, but got {width_mult!r}.")
-    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("resolution", resolution)):
+    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("resolution", resolution),
+                        ("min_channels", min_channels)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"`{name}` must be a positive int, but got {value!r}.")
 
@@ -185,7 +184,7 @@ def layerwise_space(
     in_channels: int = 3,
     num_classes: int = 10,
     resolution: int = 32,
-    min_channels: int = 2,
+    min_channels: int = DEFAULT_MIN_CHANNELS,
 ) -> ChainSpace:
     """The layer-wise MobileNetV2-style space.
 
@@ -199,8 +198,7 @@ def layerwise_space(
 
     Every layer but the first of a stage may also be ``"skip"``, which makes the depth variable.
     """
-    _check_common(width_mult, in_channels, num_classes, resolution)
-    _check_min_channels(min_channels)
+    _check_common(width_mult, in_channels, num_classes, resolution, min_channels)
     stages = tuple(tuple(int(v) for v in s) for s in stages)
     for s in stages:
         if len(s) != 3 or min(s) < 1:
@@ -233,7 +231,7 @@ def layerwise_space(
         "in_channels": in_channels,
         "num_classes": num_classes,
         "resolution": resolution,
-        **({"min_channels": min_channels} if min_channels != 2 else {}),  # configs of default spaces unchanged
+        **({"min_channels": min_channels} if min_channels != DEFAULT_MIN_CHANNELS else {}),
     }
     return _chain_space(ChainSpace, "layerwise", params, layers, _scaled(stem_channels, width_mult, min_channels),
                         _scaled(head_channels, width_mult, min_channels) if head_channels else 0)
@@ -256,14 +254,13 @@ class MacroSpace(ChainSpace):
 
 def macro_space(
     *, width_mult: float = 1.0, in_channels: int = 3, num_classes: int = 10, resolution: int = 32,
-    min_channels: int = 2,
+    min_channels: int = DEFAULT_MIN_CHANNELS,
 ) -> MacroSpace:
     """The exact NAS-Bench-Macro space (at ``width_mult=1``, 3x32x32 input and 10 classes its subnets have the
     ground-truth table's parameter counts): stem 3x3 conv to 32 channels, stages of [2, 3, 3] layers at 64, 128,
     256 channels whose first layer has stride 2, ops ``skip``/``k3e3``/``k5e6``, 1x1 conv to 1280, pool, linear.
     ``min_channels``: no scaled channel count goes below this (few-shot sub-supernets raise it)."""
-    _check_common(width_mult, in_channels, num_classes, resolution)
-    _check_min_channels(min_channels)
+    _check_common(width_mult, in_channels, num_classes, resolution, min_channels)
     layers = []
     c_in = _scaled(32, width_mult, min_channels)
     for channels, n_layers in ((64, 2), (128, 3), (256, 3)):
@@ -273,7 +270,7 @@ def macro_space(
             c_in = c_out
     params = {
         "width_mult": width_mult, "in_channels": in_channels, "num_classes": num_classes, "resolution": resolution,
-        **({"min_channels": min_channels} if min_channels != 2 else {}),  # configs of default spaces unchanged
+        **({"min_channels": min_channels} if min_channels != DEFAULT_MIN_CHANNELS else {}),
     }
     return _chain_space(MacroSpace, "macro", params, layers, _scaled(32, width_mult, min_channels),
                         _scaled(1280, width_mult, min_channels))
