@@ -114,3 +114,28 @@ def test_nb201_connectivity():
     assert space.is_connected(space.from_key("300040"))  # 0 -conv-> 1 -pool-> 3
     assert not space.is_connected(space.from_key("333000"))  # nothing enters node 3
     assert NB201_OPS[0] == "none"
+
+
+def _activation_types(net):
+    return {type(m) for m in net.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))}
+
+
+def test_macro_networks_use_relu_as_the_benchmark_and_layerwise_relu6():
+    """NAS-Bench-Macro's own networks use plain ReLU in the stem, the MBConvs and the head: ours must too to be exact;
+    the layer-wise (MobileNetV2) space keeps ReLU6. Checked on a built subnet and on the supernet."""
+    from optuna_kshot.nn import build_supernet
+
+    macro = macro_space(width_mult=0.125, resolution=16)
+    arch = macro.from_key("12121212")
+    for net in (build_subnet(macro, arch), build_supernet(macro)):
+        assert _activation_types(net) == {torch.nn.ReLU}
+        assert isinstance(net.stem[2], torch.nn.ReLU) and isinstance(net.head[2], torch.nn.ReLU)
+    sub = build_subnet(macro, arch)
+    mb = sub.layers[0]["k3e3"]
+    assert isinstance(mb.expand[2], torch.nn.ReLU) and isinstance(mb.depthwise[2], torch.nn.ReLU)
+    assert len(mb.project) == 2  # linear bottleneck: conv + BN, no activation
+    layerwise = layerwise_space(width_mult=0.25, resolution=16, in_channels=1)
+    assert _activation_types(build_subnet(layerwise, layerwise.sample(0))) == {torch.nn.ReLU6}
+    # negative inputs: ReLU and ReLU6 differ above 6 only, so check the clamp is absent in the macro MBConv
+    x = torch.full((1, mb.hidden, 4, 4), 10.0)
+    assert torch.equal(mb.expand[2](x), x)

@@ -19,13 +19,13 @@ from .ops import ConvBN, MBConv, Stabilizer
 __all__ = ["ChainNetwork"]
 
 
-def _build_op(layer: LayerSpec, op: str, width: float, stabilizer: bool = False) -> nn.Module:
+def _build_op(layer: LayerSpec, op: str, width: float, act: str, stabilizer: bool = False) -> nn.Module:
     ke = parse_op(op)
     if ke is None:
         if layer.reshapes:  # already a linear 1x1 projection (+ BN), as NAS-Bench-Macro trains it
-            return ConvBN(layer.in_channels, layer.out_channels, 1, layer.stride, act=False)
+            return ConvBN(layer.in_channels, layer.out_channels, 1, layer.stride, act=None)
         return Stabilizer(layer.in_channels) if stabilizer else nn.Identity()
-    return MBConv(layer.in_channels, layer.out_channels, ke[0], layer.hidden_channels(op, width), layer.stride)
+    return MBConv(layer.in_channels, layer.out_channels, ke[0], layer.hidden_channels(op, width), layer.stride, act)
 
 
 class ChainNetwork(nn.Module):
@@ -34,10 +34,11 @@ class ChainNetwork(nn.Module):
     def __init__(self, space: ChainSpace, layers: list[dict[str, nn.Module]]) -> None:
         super().__init__()
         self.space = space
-        self.stem = ConvBN(space.in_channels, space.stem_channels, 3, space.stem_stride)
+        act = space.activation
+        self.stem = ConvBN(space.in_channels, space.stem_channels, 3, space.stem_stride, act=act)
         self.layers = nn.ModuleList(nn.ModuleDict(ops) for ops in layers)
         last = space.layers[-1].out_channels if space.layers else space.stem_channels
-        self.head = ConvBN(last, space.head_channels, 1) if space.head_channels else nn.Identity()
+        self.head = ConvBN(last, space.head_channels, 1, act=act) if space.head_channels else nn.Identity()
         self.classifier = nn.Linear(space.head_channels or last, space.num_classes)
 
     @classmethod
@@ -45,7 +46,8 @@ class ChainNetwork(nn.Module):
         """Every op of every layer at its widest; with ``stabilizer``, identity skips run SCARLET's learnable
         stabilizer (:class:`~optuna_kshot.nn.ops.Stabilizer`) during training and scoring."""
         return cls(space, [
-            {op: _build_op(layer, op, max(layer.widths) if layer.widths else 1.0, stabilizer) for op in layer.ops}
+            {op: _build_op(layer, op, max(layer.widths) if layer.widths else 1.0, space.activation, stabilizer)
+             for op in layer.ops}
             for layer in space.layers
         ])
 
@@ -54,7 +56,8 @@ class ChainNetwork(nn.Module):
         """A freshly initialised stand-alone network of one arch."""
         arch = space.validate(arch)
         return cls(space, [
-            {op: _build_op(layer, op, width)} for layer, (op, width) in zip(space.layers, space.layer_ops(arch))
+            {op: _build_op(layer, op, width, space.activation)}
+            for layer, (op, width) in zip(space.layers, space.layer_ops(arch))
         ])
 
     @property
@@ -105,7 +108,8 @@ class ChainNetwork(nn.Module):
             elif isinstance(module, Stabilizer) and deploy:
                 static = nn.Identity()
             else:  # fresh module + state copy: real Parameters even when weights were swapped in (K-shot)
-                static = _build_op(spec, op, width, isinstance(module, Stabilizer)).to(self.classifier.weight.device)
+                static = _build_op(spec, op, width, self.space.activation, isinstance(module, Stabilizer))
+                static = static.to(self.classifier.weight.device)
                 static.load_state_dict(module.state_dict())
             layers.append({op: static})
         out.layers = nn.ModuleList(nn.ModuleDict(ops) for ops in layers)

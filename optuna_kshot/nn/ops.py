@@ -13,18 +13,30 @@ from torch import nn
 __all__ = ["ConvBN", "MBConv", "ReLUConvBN", "ResidualReduction", "AvgPool3x3", "Stabilizer"]
 
 
+ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module by name (``relu6`` or ``relu``)."""
+    try:
+        return ACTIVATIONS[name](inplace=False)
+    except KeyError:
+        raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)!r}.") from None
+
+
 class ConvBN(nn.Sequential):
-    """Bias-free conv + BN (+ optional ReLU6), 'same' padding for odd kernels."""
+    """Bias-free conv + BN (+ an activation: ``act="relu6"`` (default), ``"relu"`` or ``None``), 'same' padding
+    for odd kernels."""
 
     def __init__(
-        self, c_in: int, c_out: int, kernel: int, stride: int = 1, *, groups: int = 1, act: bool = True
+        self, c_in: int, c_out: int, kernel: int, stride: int = 1, *, groups: int = 1, act: str | None = "relu6"
     ) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
             nn.BatchNorm2d(c_out),
         ]
-        if act:
-            layers.append(nn.ReLU6(inplace=False))
+        if act is not None:
+            layers.append(activation(act))
         super().__init__(*layers)
 
 
@@ -50,17 +62,19 @@ def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, c: int) -> torch.Tensor:
 
 
 class MBConv(nn.Module):
-    """Inverted residual: 1x1 expand + BN + ReLU6, KxK depthwise (stride) + BN + ReLU6, 1x1 project + BN.
+    """Inverted residual: 1x1 expand + BN + act, KxK depthwise (stride) + BN + act, 1x1 project + BN, where act is
+    ReLU6 (MobileNetV2) or ReLU (NAS-Bench-Macro).
 
     ``forward(x, hidden)`` may use only the first ``hidden`` expanded channels (channel search).
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, hidden: int, stride: int) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, hidden: int, stride: int, act: str = "relu6") -> None:
         super().__init__()
         self.c_in, self.c_out, self.kernel, self.hidden, self.stride = c_in, c_out, kernel, hidden, stride
-        self.expand = ConvBN(c_in, hidden, 1)
-        self.depthwise = ConvBN(hidden, hidden, kernel, stride, groups=hidden)
-        self.project = ConvBN(hidden, c_out, 1, act=False)
+        self.act = act
+        self.expand = ConvBN(c_in, hidden, 1, act=act)
+        self.depthwise = ConvBN(hidden, hidden, kernel, stride, groups=hidden, act=act)
+        self.project = ConvBN(hidden, c_out, 1, act=None)
         self.residual = stride == 1 and c_in == c_out
 
     def forward(self, x: torch.Tensor, hidden: int | None = None) -> torch.Tensor:
@@ -73,11 +87,11 @@ class MBConv(nn.Module):
     def _sliced(self, x: torch.Tensor, c: int) -> torch.Tensor:
         if not 1 <= c <= self.hidden:
             raise ValueError(f"MBConv has {self.hidden} hidden channels, so it cannot use {c}.")
-        conv, bn = self.expand[0], self.expand[1]
-        y = F.relu6(_bn(F.conv2d(x, conv.weight[:c]), bn, c))
-        conv, bn = self.depthwise[0], self.depthwise[1]
+        conv, bn, act = self.expand[0], self.expand[1], self.expand[2]
+        y = act(_bn(F.conv2d(x, conv.weight[:c]), bn, c))
+        conv, bn, act = self.depthwise[0], self.depthwise[1], self.depthwise[2]
         y = F.conv2d(y, conv.weight[:c], None, self.stride, self.kernel // 2, 1, c)
-        y = F.relu6(_bn(y, bn, c))
+        y = act(_bn(y, bn, c))
         conv, bn = self.project[0], self.project[1]
         return bn(F.conv2d(y, conv.weight[:, :c]))
 
@@ -85,7 +99,7 @@ class MBConv(nn.Module):
     def export(self, hidden: int | None = None) -> MBConv:
         """A static MBConv with the first ``hidden`` expanded channels and copies of their weights."""
         c = self.hidden if hidden is None else hidden
-        out = MBConv(self.c_in, self.c_out, self.kernel, c, self.stride).to(self.project[0].weight.device)
+        out = MBConv(self.c_in, self.c_out, self.kernel, c, self.stride, self.act).to(self.project[0].weight.device)
         src = self.state_dict()
         dst = out.state_dict()
         for name, value in dst.items():

@@ -1,8 +1,9 @@
 """Chain spaces: a stem, a chain of searchable layers, a head (MobileNetV2-style and NAS-Bench-Macro).
 
 Pure data. Each searchable layer ``layer{i}`` picks an op: ``"k{K}e{E}"`` is an inverted-residual MBConv with
-kernel K and expansion E (1x1 expand + BN + ReLU6, KxK depthwise with the layer's stride + BN + ReLU6,
-1x1 project + BN, residual when stride 1 and channels are kept); ``"skip"`` is the identity, or, in a layer
+kernel K and expansion E (1x1 expand + BN + act, KxK depthwise with the layer's stride + BN + act,
+1x1 project + BN, residual when stride 1 and channels are kept; act is the space's ``activation``: ReLU6 in the
+layer-wise space, ReLU in NAS-Bench-Macro, as its own networks have it; stem and head use it too); ``"skip"`` is the identity, or, in a layer
 that changes stride or channels, a 1x1 convolution with that stride + BN (what NAS-Bench-Macro trains).
 With width choices, ``width{i}`` scales the hidden (expanded) channels of layer i's MBConv.
 """
@@ -76,8 +77,12 @@ class ChainSpace(SearchSpace):
         stem_channels: int,
         stem_stride: int,
         head_channels: int,
+        activation: str = "relu6",
     ) -> None:
+        if activation not in ("relu6", "relu"):
+            raise ValueError(f"`activation` must be 'relu6' or 'relu', but got {activation!r}.")
         self.kind = kind
+        self.activation = activation
         self._params = dict(params)
         self.layers = tuple(layers)
         self.in_channels = in_channels
@@ -154,10 +159,10 @@ def _scaled(channels: int, width_mult: float, min_channels: int = DEFAULT_MIN_CH
 
 
 def _chain_space(cls: type[ChainSpace], kind: str, params: dict[str, Any], layers: list[LayerSpec],
-                 stem_channels: int, head_channels: int) -> ChainSpace:
+                 stem_channels: int, head_channels: int, activation: str) -> ChainSpace:
     return cls(kind=kind, params=params, layers=layers, in_channels=params["in_channels"],
                num_classes=params["num_classes"], resolution=params["resolution"], stem_channels=stem_channels,
-               stem_stride=1, head_channels=head_channels)
+               stem_stride=1, head_channels=head_channels, activation=activation)
 
 
 def _check_common(width_mult: float, in_channels: int, num_classes: int, resolution: int, min_channels: int) -> None:
@@ -234,7 +239,7 @@ def layerwise_space(
         **({"min_channels": min_channels} if min_channels != DEFAULT_MIN_CHANNELS else {}),
     }
     return _chain_space(ChainSpace, "layerwise", params, layers, _scaled(stem_channels, width_mult, min_channels),
-                        _scaled(head_channels, width_mult, min_channels) if head_channels else 0)
+                        _scaled(head_channels, width_mult, min_channels) if head_channels else 0, "relu6")
 
 
 class MacroSpace(ChainSpace):
@@ -258,7 +263,8 @@ def macro_space(
 ) -> MacroSpace:
     """The exact NAS-Bench-Macro space (at ``width_mult=1``, 3x32x32 input and 10 classes its subnets have the
     ground-truth table's parameter counts): stem 3x3 conv to 32 channels, stages of [2, 3, 3] layers at 64, 128,
-    256 channels whose first layer has stride 2, ops ``skip``/``k3e3``/``k5e6``, 1x1 conv to 1280, pool, linear.
+    256 channels whose first layer has stride 2, ops ``skip``/``k3e3``/``k5e6``, 1x1 conv to 1280, pool, linear;
+    ReLU after the stem, inside every MBConv and after the head conv, as the benchmark's own networks have it.
     ``min_channels``: no scaled channel count goes below this (few-shot sub-supernets raise it)."""
     _check_common(width_mult, in_channels, num_classes, resolution, min_channels)
     layers = []
@@ -273,4 +279,4 @@ def macro_space(
         **({"min_channels": min_channels} if min_channels != DEFAULT_MIN_CHANNELS else {}),
     }
     return _chain_space(MacroSpace, "macro", params, layers, _scaled(32, width_mult, min_channels),
-                        _scaled(1280, width_mult, min_channels))
+                        _scaled(1280, width_mult, min_channels), "relu")
