@@ -33,39 +33,75 @@ class UniformSampler:
 
 
 class FlopsBinSampler:
-    """One arch per step, uniform over equal-width MACs bins first, then uniform within the bin (rejection
-    sampling), so the whole compute range gets trained, not only the crowded middle.
+    """One arch per step: a MACs bin uniformly, then an arch uniformly within that bin, so the whole compute range
+    gets trained, not only the crowded middle. Every arch it returns lies in the bin it drew.
+
+    The bins split ``[min, max]`` of the archs' MACs into ``bins`` equal widths. The archs are every arch of the
+    space when it has at most 100,000 (enumerated), otherwise the distinct archs among ``pool_size`` seeded samples
+    (then the choice within a bin is among those, so a larger ``pool_size`` trains more distinct archs).
 
     Args:
         space: a built-in space (with an analytic MAC count) or any space with ``count_macs``.
-        bins: number of bins between the smallest and largest MACs of ``pool_size`` seeded samples.
+        bins: number of equal-width MACs bins; each must hold at least one arch, else ``ValueError`` (it names how
+            many hold one and the most bins that all would).
+        pool_size: seeded samples the bins are built from when the space is too large to enumerate.
+        seed: seed of that pool.
     """
 
+    ENUMERATE_LIMIT = 100_000
+
     def __init__(self, space: SearchSpace, *, bins: int = 5, pool_size: int = 2000, seed: int = 0) -> None:
-        if bins < 1:
-            raise ValueError(f"`bins` must be >= 1, but got {bins}.")
+        for name, value in (("bins", bins), ("pool_size", pool_size)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"`{name}` must be an int, but got {value!r} of type {type(value).__name__}.")
+            if value < 1:
+                raise ValueError(f"`{name}` must be >= 1, but got {value}.")
         count = getattr(space, "count_macs", None)
-        if count is None:
+        if not callable(count):
             raise TypeError(f"FLOPs-bin sampling needs a space with count_macs; {type(space).__name__} has none.")
         self.space = space
         self._count = count
-        rng = np.random.default_rng(seed)
-        macs = np.array([count(space.sample(rng)) for _ in range(pool_size)], dtype=float)
+        if space.size <= self.ENUMERATE_LIMIT:
+            archs = list(space.enumerate())
+        else:
+            rng = np.random.default_rng(seed)
+            distinct: dict[str, Arch] = {}
+            for _ in range(pool_size):
+                arch = space.sample(rng)
+                distinct.setdefault(space.key(arch), arch)
+            archs = list(distinct.values())
+        macs = np.array([count(arch) for arch in archs], dtype=float)
         self.edges = np.linspace(macs.min(), macs.max(), bins + 1)
-        filled = np.unique(np.clip(np.searchsorted(self.edges, macs, side="right") - 1, 0, bins - 1))
-        self._bins = filled
+        index = self._bins_of(macs, self.edges)
+        sizes = np.bincount(index, minlength=bins)
+        if (sizes == 0).any():
+            fits = max(b for b in range(1, bins + 1) if np.bincount(
+                self._bins_of(macs, np.linspace(macs.min(), macs.max(), b + 1)), minlength=b).all())
+            raise ValueError(
+                f"Only {int((sizes > 0).sum())} of the {bins} equal-width MACs bins between {macs.min():,.0f} and "
+                f"{macs.max():,.0f} hold an arch (of {len(archs):,} distinct archs); an empty bin cannot be "
+                f"sampled. The most bins that all hold an arch is {fits}: pass bins={fits}."
+            )
+        self.pools: tuple[tuple[Arch, ...], ...] = tuple(
+            tuple(arch for arch, i in zip(archs, index) if i == b) for b in range(bins)
+        )
+
+    @staticmethod
+    def _bins_of(macs: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(edges, macs, side="right") - 1, 0, len(edges) - 2)
 
     def _bin(self, macs: float) -> int:
-        return int(np.clip(np.searchsorted(self.edges, macs, side="right") - 1, 0, len(self.edges) - 2))
+        """The bin of a MAC count (the last bin includes the maximum)."""
+        return int(self._bins_of(np.array([macs], dtype=float), self.edges)[0])
+
+    def sample_bin(self, rng: np.random.Generator) -> tuple[int, Arch]:
+        """One draw: a bin uniformly, then one of its archs uniformly; returns the bin's index and the arch."""
+        b = int(rng.integers(len(self.pools)))
+        pool = self.pools[b]
+        return b, dict(pool[int(rng.integers(len(pool)))])
 
     def sample(self, rng: np.random.Generator) -> list[Arch]:
-        target = int(self._bins[rng.integers(len(self._bins))])
-        arch = self.space.sample(rng)
-        for _ in range(1000):
-            if self._bin(self._count(arch)) == target:
-                break
-            arch = self.space.sample(rng)
-        return [arch]
+        return [self.sample_bin(rng)[1]]
 
 
 class FairSampler:
