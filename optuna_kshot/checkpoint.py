@@ -1,8 +1,14 @@
-"""Checkpoints: written atomically, refused with a clear error when truncated, foreign or of another space."""
+"""Checkpoints: written atomically, refused with a clear error when truncated, foreign or of another space.
+
+A checkpoint holds tensors and plain data only (dicts, lists, str, numbers, bools, None), and is read with
+``torch.load(weights_only=True)``: a file that carries pickled Python objects (which could run code when
+unpickled, e.g. one taken from a shared drive or downloaded from the dashboard's artifacts) is refused without
+being executed."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,7 +58,13 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {str(path)!r}.")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} was refused: it holds pickled Python objects, not only tensors and plain data, "
+            f"so loading it could run code ({first}). optuna-kshot checkpoints never hold such objects."
+        ) from None
     except Exception as e:  # torch raises several types for truncated or corrupt zip files
         raise CheckpointError(f"Checkpoint {str(path)!r} is truncated or corrupt ({type(e).__name__}: {e}).") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .defaults import CALIB_BATCHES
+
 __all__ = ["main", "build_parser"]
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -87,7 +89,8 @@ def _add_search(p: argparse.ArgumentParser, with_checkpoint: bool) -> None:
     p.add_argument("--max-macs", type=float, default=None, help="MACs budget (a constraint)")
     p.add_argument("--max-flops", type=float, default=None, help="FLOPs budget (2 x MACs; a constraint)")
     p.add_argument("--max-params", type=float, default=None, help="parameter budget (a constraint)")
-    p.add_argument("--calib-batches", type=int, default=2, help="BN recalibration batches (default: %(default)s)")
+    p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES,
+                   help="BN recalibration batches of 256 images (default: %(default)s)")
     p.add_argument("--n-jobs", type=int, default=1, help="threads scoring trials (default: %(default)s)")
     p.add_argument("--heartbeat", type=int, default=5,
                    help="RDB storages: heartbeat interval in seconds; a trial silent for 4x that is failed and "
@@ -141,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Optuna storage: sqlite:///FILE (one process), journal:FILE (processes on one host), "
                         "postgresql://... (many hosts) (default: %(default)s)")
     p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
-    p.add_argument("--calib-batches", type=int, default=2, help="BN recalibration batches (default: %(default)s)")
+    p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES,
+                   help="BN recalibration batches of 256 images (default: %(default)s)")
     _add_export(p)
     _add_monitoring(p)
     _add_data(p)
@@ -193,7 +197,7 @@ def _sampler(name: str, seed: int) -> Any:
 
 def _train(args: argparse.Namespace, data: Any) -> Path:
     from .sampling import make_sampler
-    from .supernet import load_supernet, make_supernet, supernet_metadata
+    from .supernets import load_supernet, make_supernet, supernet_metadata
     from .training import TrainConfig, init_distributed_from_env, train_supernet
 
     rank, world = init_distributed_from_env(args.device)
@@ -220,12 +224,12 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
         if args.supernet not in ("kshot", "fewshot"):
             raise UsageError("--init-from starts a K-shot or few-shot supernet from a one-shot one; "
                              "add --supernet kshot or --supernet fewshot.")
-        base, base_space, state = load_supernet(args.init_from, space=space)
+        base, _, state = load_supernet(args.init_from, space=space)
         if state["supernet"]["kind"] != "oneshot":
             raise UsageError(f"--init-from needs a one-shot checkpoint, but {args.init_from!r} is {state['supernet']}.")
     supernet = make_supernet(space, args.supernet, seed=args.seed, base=base, **options)
-    metadata = {**supernet_metadata(space, args.supernet, **options), "data": data.name,
-                "path_sampler": args.path_sampler, "init_from": args.init_from}
+    metadata = supernet_metadata(supernet, data=data.name, path_sampler=args.path_sampler,
+                                 init_from=args.init_from)
     study = _training_study(args) if args.storage and rank == 0 else None
     callbacks = []
     if study is not None:
@@ -344,7 +348,7 @@ def _ground_truth(state: dict[str, Any]) -> dict[str, float] | None:
 
 def _evaluator(args: argparse.Namespace, data: Any) -> tuple[Any, Any, dict[str, Any]]:
     from .evaluation import SupernetEvaluator
-    from .supernet import load_supernet
+    from .supernets import load_supernet
 
     supernet, space, state = load_supernet(args.checkpoint)
     if state.get("data") not in (None, data.name):

@@ -17,9 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import ArrayDataset
+from .costs import ArchCosts
+from .defaults import CALIB_BATCHES
+from .devices import resolve_device
+from .loaders import as_split
 from .space import SearchSpace
-from .training import resolve_device
 
 __all__ = ["Score", "SupernetEvaluator", "recalibrate_bn", "evaluate_model", "BN_MODES"]
 
@@ -60,12 +62,13 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Modu
 
 @torch.no_grad()
 def evaluate_model(
-    model: nn.Module, data: ArrayDataset, *, batch_size: int = 256, device: str | torch.device | None = None,
+    model: nn.Module, data: Any, *, batch_size: int = 256, device: str | torch.device | None = None,
     batch_stats: bool = False,
 ) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of a plain model on a dataset; ``batch_stats`` uses each batch's own
-    BN statistics instead of the running ones."""
+    """(accuracy, mean cross-entropy) of a plain model on a dataset (an ``ArrayDataset`` or any torch dataset of
+    ``(input, label)`` pairs); ``batch_stats`` uses each batch's own BN statistics instead of the running ones."""
     device = resolve_device(device)
+    data = as_split(data)
     model.eval()
     if batch_stats:
         for bn in _bn_layers(model):
@@ -81,13 +84,18 @@ def evaluate_model(
     return correct / n, loss / n
 
 
+DEFAULT_CALIB_BATCHES = CALIB_BATCHES  # BN recalibration batches of 256 training images (library and CLI)
+
+
 class SupernetEvaluator:
     """Scores archs with a trained supernet; deterministic, cached by arch key, thread-safe.
 
     Args:
-        supernet: called as ``supernet(x, arch)`` with an ``export(arch)`` method returning the subnet.
-        space: the space archs come from.
-        train: training split; the first ``calib_batches`` batches of a seeded permutation recalibrate BN.
+        supernet: a supernet (:class:`~optuna_kshot.supernets.Supernet`: ``supernet(x, arch)`` and
+            ``export(arch)``).
+        space: the space archs come from (None: the supernet's).
+        train: training split (an ``ArrayDataset``, a torch ``Dataset`` or ``DataLoader``); the first
+            ``calib_batches`` batches of a seeded permutation recalibrate BN.
         val: the split scored (validation, never test).
         bn_mode: ``"recalibrate"`` (default) or ``"batch"`` (each validation batch's own statistics).
         cache: keep scores by arch key.
@@ -96,11 +104,11 @@ class SupernetEvaluator:
     def __init__(
         self,
         supernet: nn.Module,
-        space: SearchSpace,
-        train: ArrayDataset,
-        val: ArrayDataset,
+        space: SearchSpace | None,
+        train: Any,
+        val: Any,
         *,
-        calib_batches: int = 10,
+        calib_batches: int = DEFAULT_CALIB_BATCHES,
         batch_size: int = 256,
         bn_mode: str = "recalibrate",
         device: str | torch.device | None = None,
@@ -115,7 +123,8 @@ class SupernetEvaluator:
             raise TypeError("The supernet needs an export(arch) method that returns the arch's subnet.")
         self.device = resolve_device(device)
         self.supernet = supernet.to(self.device).eval()
-        self.space = space
+        self.space = space if space is not None else supernet.space
+        train, val = as_split(train), as_split(val)
         self.val = val
         self.batch_size = batch_size
         self.bn_mode = bn_mode
@@ -128,6 +137,7 @@ class SupernetEvaluator:
         self._cache: dict[str, Score] = {}
         self._lock = threading.Lock()
         self.use_cache = cache
+        self.costs = ArchCosts(self.space, supernet)
 
     @property
     def calibration_batches(self) -> list[torch.Tensor]:
@@ -158,8 +168,7 @@ class SupernetEvaluator:
         accuracy, loss = evaluate_model(
             subnet, self.val, batch_size=self.batch_size, device=self.device, batch_stats=self.bn_mode == "batch"
         )
-        extra_fn = getattr(self.supernet, "describe_arch", None)
-        extra = dict(extra_fn(arch)) if extra_fn is not None else {}
+        extra = dict(self.supernet.describe_arch(arch))
         result = Score(accuracy, loss, time.perf_counter() - start, key, extra)
         if self.use_cache:
             with self._lock:

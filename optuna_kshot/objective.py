@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import optuna
 
+from .costs import ArchCosts
 from .space import SearchSpace
-from .spaces import count_macs, count_params
 
 __all__ = ["SupernetObjective", "Evaluator", "OBJECTIVES"]
 
@@ -27,7 +27,9 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
 
 class Evaluator(Protocol):
     """Anything that scores an arch of its space: ``score(arch)`` returns an object with ``accuracy``,
-    ``loss``, ``seconds``, ``key`` and ``extra`` (see :class:`optuna_kshot.evaluation.Score`)."""
+    ``loss``, ``seconds``, ``key`` and ``extra`` (see :class:`optuna_kshot.evaluation.Score`). An evaluator may
+    also offer ``costs`` (arch -> ``{"MACs", "FLOPs", "params"}``, see :class:`optuna_kshot.costs.ArchCosts`);
+    without it, the space's analytic counts are used where it has them."""
 
     space: SearchSpace
 
@@ -80,6 +82,14 @@ class SupernetObjective:
         self.space = evaluator.space
         self.objectives = objectives
         self.user_attrs = dict(user_attrs or {})
+        costs = getattr(evaluator, "costs", None)
+        self.costs: ArchCosts = costs if isinstance(costs, ArchCosts) else ArchCosts(self.space)
+        needs = [o for o in objectives if o != "accuracy"] + [f"max_{b}" for b in self.budgets]
+        if needs and not self.costs.available:
+            raise ValueError(
+                f"{needs!r} need the costs of an arch, but this space has no analytic counts and the supernet no "
+                "example input to measure them on: pass example_input= to make_supernet, or search with "
+                "objectives=('accuracy',) and no budget.")
 
     @property
     def directions(self) -> list[str]:
@@ -111,9 +121,9 @@ class SupernetObjective:
 
     # ------------------------------------------------------------------------------------------ trials
     def measures(self, arch: Mapping[str, Any]) -> dict[str, float]:
-        """Analytic costs of an arch: ``MACs``, ``FLOPs`` and ``params``."""
-        macs = count_macs(self.space, arch)
-        return {"MACs": macs, "FLOPs": 2 * macs, "params": count_params(self.space, arch)}
+        """Costs of an arch: ``MACs``, ``FLOPs`` and ``params`` (analytic for built-in spaces, measured and cached
+        otherwise); empty when the space has none."""
+        return dict(self.costs(arch)) if self.costs.available else {}
 
     def record(self, trial: optuna.Trial, arch: Mapping[str, Any], score: Any) -> list[float]:
         """Store attributes and constraints of a scored arch on its trial; return the objective values."""
@@ -134,8 +144,8 @@ class SupernetObjective:
             attrs["feasible"] = feasible
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
-        values = {"accuracy": score.accuracy, "macs": costs["MACs"], "flops": costs["FLOPs"],
-                  "params": costs["params"]}
+        values = {"accuracy": score.accuracy, "macs": costs.get("MACs"), "flops": costs.get("FLOPs"),
+                  "params": costs.get("params")}
         return [float(values[o]) for o in self.objectives]
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:

@@ -46,7 +46,7 @@ def train_standalone(
     arch = space.validate(arch)
     model = build_subnet(space, arch, seed=config.seed)
     result = train_supernet(model, data.train, config, sampler=FixedSampler(space, arch), device=device,
-                            progress=progress)
+                            progress=progress)  # a plain model: the loop ignores the (fixed) arch
     val_acc, val_loss = evaluate_model(model, data.val, device=device)
     test_acc, _ = evaluate_model(model, data.test, device=device)
     return StandaloneResult(arch, space.key(arch), val_acc, val_loss, test_acc, result.seconds, result.history,

@@ -1,7 +1,8 @@
 """One training loop for every supernet kind (and for stand-alone subnets).
 
-What differs between kinds is passed in: the path sampler decides which archs a step trains on its batch, and
-a supernet may define ``auxiliary_step(x, y, rng)`` (K-shot's simplex-net turn) and ``parameters_to_train()``.
+What differs between kinds is passed in: the path sampler decides which archs a step trains on its batch, and the
+supernet contract (:class:`~optuna_kshot.supernets.contract.Supernet`) says which parameters the optimiser trains
+and with which weight decay, and which extra phases run (K-shot's simplex-net turn).
 """
 
 from __future__ import annotations
@@ -20,25 +21,16 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import ArrayDataset
+from .devices import resolve_device
 from .sampling import PathSampler
+from .supernets.contract import TrainingPhase, default_parameter_groups
 
 __all__ = [
     "TrainConfig", "TrainResult", "EpochRecord", "TrainingDiverged", "train_supernet", "resolve_device",
-    "sync_gradients", "init_distributed_from_env",
+    "sync_gradients", "init_distributed_from_env", "images_per_run",
 ]
 
 _logger = logging.getLogger(__name__)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` means CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"`device` must name a torch device such as 'cpu' or 'cuda:0', but got {device!r}.") from e
 
 
 def _world() -> tuple[int, int]:
@@ -144,31 +136,71 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def _optimizer(params: Sequence[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    return torch.optim.SGD(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0,
-    )
+class _Plain(nn.Module):
+    """A plain model (``model(x)``) behind the supernet contract, so stand-alone training runs the same loop."""
+
+    n_groups = 1
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, arch: Any = None) -> torch.Tensor:
+        return self.model(x)
+
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        return default_parameter_groups(list(self.model.parameters()), weight_decay)
+
+    def phases(self) -> list[TrainingPhase]:
+        return []
+
+    def on_step(self, step: int, total_steps: int) -> None:
+        pass
+
+    def training_stats(self) -> dict[str, float]:
+        return {}
 
 
-def _plan(data: ArrayDataset, config: TrainConfig, paths_per_step: int) -> tuple[int, int]:
+def _trainable(model: nn.Module) -> Any:
+    """``model`` itself when it implements the supernet contract's training methods, else a plain-model adapter."""
+    if all(callable(getattr(model, m, None)) for m in ("parameter_groups", "phases", "on_step")):
+        return model
+    return _Plain(model)
+
+
+def _optimizer(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.Optimizer:
+    groups = [{**g, "weight_decay": config.weight_decay if g["weight_decay"] else 0.0} for g in groups if g["params"]]
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                           nesterov=config.nesterov and config.momentum > 0)
+
+
+def images_per_run(total_steps: int, batch_size: int, paths_per_step: int, phases: Sequence[TrainingPhase]) -> int:
+    """Training images a run of ``total_steps`` steps forwards: every path of every step, plus one batch per turn
+    of every extra phase (e.g. the K-shot simplex-net's)."""
+    return total_steps * batch_size * paths_per_step + sum(p.turns(total_steps) for p in phases) * batch_size
+
+
+def _plan(data: Any, config: TrainConfig, paths_per_step: int, phases: Sequence[TrainingPhase]) -> tuple[int, int]:
     steps_per_epoch = data.num_batches(config.batch_size, drop_last=True)
     if steps_per_epoch == 0:
         raise ValueError(
             f"The training split has {len(data)} images, fewer than one batch of {config.batch_size}."
         )
-    if config.budget_images is not None:
-        total = max(1, math.ceil(config.budget_images / (config.batch_size * paths_per_step)))
-    else:
-        total = config.epochs * steps_per_epoch
-    return steps_per_epoch, total
+    if config.budget_images is None:
+        return steps_per_epoch, config.epochs * steps_per_epoch
+    low, high = 1, max(1, math.ceil(config.budget_images / (config.batch_size * paths_per_step)))
+    while low < high:  # the fewest steps whose images reach the budget
+        mid = (low + high) // 2
+        if images_per_run(mid, config.batch_size, paths_per_step, phases) >= config.budget_images:
+            high = mid
+        else:
+            low = mid + 1
+    return steps_per_epoch, low
 
 
 def train_supernet(
     model: nn.Module,
-    data: ArrayDataset,
+    data: Any,
     config: TrainConfig = TrainConfig(),
     *,
     sampler: PathSampler,
@@ -179,12 +211,19 @@ def train_supernet(
     callbacks: Sequence[Callable[[EpochRecord, nn.Module], None]] = (),
     metadata: Mapping[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``model`` (called as ``model(x, arch)``) on the archs ``sampler`` picks, step by step.
+    """Train ``model`` (a supernet, called as ``model(x, arch)``, or a plain model) on the archs ``sampler`` picks.
 
     Each step samples its archs, runs each on the same batch, accumulates gradients and steps once. Parameters
-    of ops off the step's paths have no gradient, so SGD gives them no weight-decay or momentum update.
+    of ops off the step's paths have no gradient, so SGD gives them no weight-decay or momentum update. Then each
+    extra phase the supernet declares (K-shot's simplex-net) gets its turn when due, with its own optimiser.
+
+    Budget: ``config.epochs`` passes over the data, or ``config.budget_images`` training images, counting every
+    forward that trains something: each path of a multi-path step (FairNAS, few-shot balanced sampling) and each
+    turn of an extra phase (one batch each).
 
     Args:
+        data: the training split: an :class:`~optuna_kshot.data.ArrayDataset`, any map-style torch ``Dataset``
+            of ``(input, label)`` pairs, or a ``DataLoader`` (its dataset, workers and collate function).
         checkpoint: file written (atomically) after every epoch, and every ``config.checkpoint_every_steps``.
             When it exists and ``resume`` is true, training continues from it and ends with the same weights as
             an uninterrupted run with the same seed.
@@ -201,16 +240,22 @@ def train_supernet(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"`config` must be a TrainConfig, but got {type(config).__name__}.")
+    from .loaders import as_split
+
+    data = as_split(data)
     device = resolve_device(device)
     model.to(device)
+    net = _trainable(model)
+    phases = list(net.phases())
     paths_per_step = len(sampler.sample(np.random.default_rng(0)))
-    steps_per_epoch, total_steps = _plan(data, config, paths_per_step)
-    params_fn = getattr(model, "parameters_to_train", None)
-    params = list(params_fn() if params_fn is not None else model.parameters())
-    optimizer = _optimizer(params, config)
+    steps_per_epoch, total_steps = _plan(data, config, paths_per_step, phases)
+    groups = net.parameter_groups(config.weight_decay)
+    params = [p for g in groups for p in g["params"]]
+    optimizer = _optimizer(groups, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
     )
+    phase_optimizers = {ph.name: torch.optim.Adam(ph.params, lr=ph.lr) for ph in phases}
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     rng = np.random.default_rng(config.seed)
     metadata = dict(metadata or {})
@@ -230,6 +275,9 @@ def train_supernet(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        for name, opt in phase_optimizers.items():
+            if name in state.get("phases", {}):
+                opt.load_state_dict(state["phases"][name])
         rng.bit_generator.state = state["rng"]
         step, images, elapsed = state["step"], state["images"], state["seconds"]
         history = [EpochRecord(**r) for r in state["history"]]
@@ -244,16 +292,16 @@ def train_supernet(
             return
         save_checkpoint(ckpt_path, {
             **metadata, "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state, "step": step, "images": images,
-            "seconds": elapsed, "history": [asdict(r) for r in history], "complete": step >= total_steps,
+            "scheduler": scheduler.state_dict(), "phases": {n: o.state_dict() for n, o in phase_optimizers.items()},
+            "rng": rng.bit_generator.state, "step": step, "images": images, "seconds": elapsed,
+            "history": [asdict(r) for r in history], "complete": step >= total_steps,
         })
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total_steps, initial=step, disable=not progress or rank != 0, desc="training", unit="step",
                leave=False)
-    aux = getattr(model, "auxiliary_step", None)
-    group_of = getattr(model, "group", None)  # few-shot: per-sub-supernet losses are logged per epoch
+    per_group = getattr(net, "n_groups", 1) > 1  # few-shot: per-sub-supernet losses are logged per epoch
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     try:
         for epoch in range(step // steps_per_epoch, n_epochs):
@@ -262,7 +310,6 @@ def train_supernet(
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device)
             seen = 0
-            extra: dict[str, float] = {}
             group_loss: dict[int, list[torch.Tensor]] = {}
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
             batches = data.batches(config.batch_size, shuffle=True, generator=generator, device=device,
@@ -272,10 +319,11 @@ def train_supernet(
                     break
                 if world > 1:  # this rank's slice of the global batch
                     x, y = x.chunk(world)[rank], y.chunk(world)[rank]
+                net.on_step(step, total_steps)
                 archs = sampler.sample(rng)
                 optimizer.zero_grad(set_to_none=True)
                 for arch in archs:
-                    logits = model(x, arch)
+                    logits = net(x, arch)
                     loss = criterion(logits, y)
                     if not torch.isfinite(loss):
                         raise TrainingDiverged(
@@ -285,8 +333,8 @@ def train_supernet(
                         )
                     loss.backward()
                     loss_sum += loss.detach() * len(y)
-                    if group_of is not None:
-                        group_loss.setdefault(group_of(arch), []).append(loss.detach())
+                    if per_group:
+                        group_loss.setdefault(net.group(arch), []).append(loss.detach())
                     correct += (logits.detach().argmax(1) == y).sum()
                     seen += len(y)
                 sync_gradients(params)
@@ -294,17 +342,20 @@ def train_supernet(
                     nn.utils.clip_grad_norm_(params, config.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                if aux is not None:
-                    for k, v in aux(x, y, rng, step=step, total_steps=total_steps).items():
-                        extra[k] = v
+                turns = 0
+                for phase in phases:
+                    if phase.active(step, total_steps):
+                        _phase_turn(phase, phase_optimizers[phase.name], x, y, rng, step, total_steps)
+                        turns += 1
                 step += 1
-                images += len(y) * len(archs) * world
+                images += len(y) * (len(archs) + turns) * world
                 bar.update(1)
                 if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
                     now = time.perf_counter()
                     elapsed, start = elapsed + now - start, now
                     write_checkpoint()
             elapsed += time.perf_counter() - start
+            extra = dict(getattr(net, "training_stats", dict)())
             extra.update({f"loss_group{g}": float(torch.stack(v).mean()) for g, v in sorted(group_loss.items())})
             record = EpochRecord(
                 epoch=epoch, step=step, images=images, loss=float(loss_sum) / max(seen, 1),
@@ -323,3 +374,21 @@ def train_supernet(
     finally:
         bar.close()
     return TrainResult(history=history, steps=step, images=images, seconds=elapsed)
+
+
+def _phase_turn(phase: TrainingPhase, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                rng: np.random.Generator, step: int, total_steps: int) -> None:
+    """One turn of an extra phase: its loss on the batch, gradients for its parameters only, one cosine-scheduled
+    step of its optimiser."""
+    for group in optimizer.param_groups:
+        group["lr"] = 0.5 * phase.lr * (1 + math.cos(math.pi * step / total_steps))
+    loss = phase.loss(x, y, rng)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"The {phase.name} phase's loss became {loss.item()} at step {step}.")
+    grads = torch.autograd.grad(loss, phase.params, allow_unused=True)
+    for p, g in zip(phase.params, grads):
+        p.grad = g
+    sync_gradients(phase.params)
+    optimizer.step()
+    for p in phase.params:
+        p.grad = None

@@ -1,4 +1,5 @@
-"""NAS-Bench-201 networks: one class is the supernet (``net(x, arch)``) and the stand-alone subnet (``net(x)``)."""
+"""NAS-Bench-201 networks as plain modules: every cell edge is an :class:`~optuna_kshot.OpChoice` in the
+supernet model, or one plain op in a stand-alone subnet (``none`` is :class:`~optuna_kshot.Zero`)."""
 
 from __future__ import annotations
 
@@ -8,58 +9,59 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..choices import OpChoice, Skip, Zero
 from ..spaces import NB201_EDGES, NB201_OPS, NB201Space
-from ..spaces._nb201 import edge_name
-from .ops import AvgPool3x3, ReLUConvBN, ResidualReduction, Stabilizer
+from .ops import AvgPool3x3, ReLUConvBN, ResidualReduction
 
 __all__ = ["NB201Network", "Cell"]
 
 
-def _build_op(op: str, c: int) -> nn.Module | None:
+def edge_choice_name(j: int, i: int) -> str:
+    """The choice name of the edge from node i to node j (as :class:`~optuna_kshot.spaces.NB201Space` names it)."""
+    return f"edge_{j}_{i}"
+
+
+def _build_op(op: str, c: int) -> nn.Module:
     if op == "none":
-        return None
+        return Zero()
     if op == "skip_connect":
-        return nn.Identity()
+        return Skip()
     if op == "avg_pool_3x3":
         return AvgPool3x3()
     return ReLUConvBN(c, c, 1 if op == "nor_conv_1x1" else 3)
 
 
 class Cell(nn.Module):
-    """A cell; each edge holds the ops it may run (``none`` is never stored: it contributes nothing)."""
+    """A cell: node j is the sum of its incoming edges; node 3 is the output."""
 
-    def __init__(self, c: int, ops: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(self, c: int, arch: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self.channels = c
         self.edges = nn.ModuleDict()
         for j, i in NB201_EDGES:
-            name = edge_name(j, i)
-            built = {op: _build_op(op, c) for op in ops[name]}
-            self.edges[name] = nn.ModuleDict({op: m for op, m in built.items() if m is not None})
+            name = edge_choice_name(j, i)
+            if arch is None:
+                self.edges[name] = OpChoice(name, {op: _build_op(op, c) for op in NB201_OPS})
+            else:
+                self.edges[name] = _build_op(arch[name], c)
 
-    def forward(self, x: torch.Tensor, ops: Mapping[str, str] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
         for j in (1, 2, 3):
-            total: torch.Tensor | None = None
-            for i in range(j):
-                name = edge_name(j, i)
-                candidates = self.edges[name]
-                if ops is None:
-                    module = next(iter(candidates.values()), None)
-                else:
-                    module = candidates[ops[name]] if ops[name] != "none" else None
-                if module is not None:
-                    y = module(nodes[i])
-                    total = y if total is None else total + y
-            nodes.append(torch.zeros_like(x) if total is None else total)
+            total = self.edges[edge_choice_name(j, 0)](nodes[0])
+            for i in range(1, j):
+                total = total + self.edges[edge_choice_name(j, i)](nodes[i])
+            nodes.append(total)
         return nodes[3]
 
 
 class NB201Network(nn.Module):
-    """Stem, three stages of cells with residual reductions between them, BN-ReLU-pool-linear."""
+    """Stem, three stages of cells with residual reductions between them, BN-ReLU-pool-linear. ``arch=None``
+    builds the supernet model, an arch its stand-alone subnet."""
 
-    def __init__(self, space: NB201Space, ops: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(self, space: NB201Space, arch: Mapping[str, Any] | None = None) -> None:
         super().__init__()
+        arch = None if arch is None else space.validate(arch)
         self.space = space
         c = space.channels
         self.stem = nn.Sequential(nn.Conv2d(space.in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
@@ -68,74 +70,14 @@ class NB201Network(nn.Module):
             if stage:
                 blocks.append(ResidualReduction(c, 2 * c))
                 c *= 2
-            blocks.extend(Cell(c, ops) for _ in range(space.cells_per_stage))
+            blocks.extend(Cell(c, arch) for _ in range(space.cells_per_stage))
         self.blocks = nn.ModuleList(blocks)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=False))
         self.classifier = nn.Linear(c, space.num_classes)
-        self._ops = {k: tuple(v) for k, v in ops.items()}
-        self.stabilized = False
 
-    def _with_stabilizers(self) -> NB201Network:
-        """Forced SCARLET stabilizers on ``skip_connect`` edges (not equivalent here: ops start with ReLU)."""
-        for block in self.blocks:
-            if isinstance(block, Cell):
-                for candidates in block.edges.values():
-                    if "skip_connect" in candidates:
-                        candidates["skip_connect"] = Stabilizer(block.channels)
-        self.stabilized = True
-        return self
-
-    @classmethod
-    def supernet(cls, space: NB201Space, *, stabilizer: bool = False) -> NB201Network:
-        if stabilizer:
-            raise ValueError(
-                "The SCARLET stabilizer is not equivalent to a skip in NAS-Bench-201, whose ops start with ReLU "
-                "(a 1x1 conv before them is not absorbed); pass force_stabilizer=True to use it anyway."
-            )
-        return cls(space, {c.name: NB201_OPS for c in space.choices})
-
-    @classmethod
-    def subnet(cls, space: NB201Space, arch: Mapping[str, Any]) -> NB201Network:
-        arch = space.validate(arch)
-        return cls(space, {name: (op,) for name, op in arch.items()})
-
-    @property
-    def is_subnet(self) -> bool:
-        return all(len(v) == 1 for v in self._ops.values())
-
-    def forward(self, x: torch.Tensor, arch: Mapping[str, Any] | None = None) -> torch.Tensor:
-        if arch is None and not self.is_subnet:
-            raise TypeError("This is a supernet: call it as supernet(x, arch).")
-        ops = None if arch is None else self.space.validate(arch)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         for block in self.blocks:
-            x = block(x, ops) if isinstance(block, Cell) else block(x)
+            x = block(x)
         x = self.lastact(x)
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
-
-    def op_prefixes(self, arch: Mapping[str, Any] | None = None) -> list[str]:
-        """State-dict prefixes of the searchable ops: all of them, or those on ``arch``'s path."""
-        ops = None if arch is None else self.space.validate(arch)
-        return [
-            f"blocks.{b}.edges.{edge}.{op}."
-            for b, block in enumerate(self.blocks) if isinstance(block, Cell)
-            for edge, candidates in block.edges.items() for op in candidates
-            if ops is None or ops[edge] == op
-        ]
-
-    @torch.no_grad()
-    def export(self, arch: Mapping[str, Any], *, deploy: bool = False) -> NB201Network:
-        """The arch's subnet with copies of this supernet's weights (``deploy`` changes nothing here)."""
-        arch = self.space.validate(arch)
-        out = NB201Network.subnet(self.space, arch)
-        if self.stabilized and not deploy:
-            out._with_stabilizers()
-        out.to(self.classifier.weight.device)
-        src = self.state_dict()
-        out.load_state_dict({k: src[k] for k in out.state_dict()})
-        return out
-
-    def extra_repr(self) -> str:
-        return "subnet" if self.is_subnet else "supernet"
-
-

@@ -1,16 +1,21 @@
 """Building blocks shared by supernets and stand-alone subnets.
 
-Each elastic block knows how to cut out its own static version (``export``), so exporting a subnet is a walk
+Each elastic block knows how to cut out its own static version (``to_static``), so exporting a subnet is a walk
 over the module tree, and the static version computes exactly what the block computes for that choice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvBN", "MBConv", "ReLUConvBN", "ResidualReduction", "AvgPool3x3", "Stabilizer"]
+from ..choices import ValueChoice
+
+__all__ = ["ConvBN", "MBConv", "ReLUConvBN", "ResidualReduction", "AvgPool3x3", "activation", "ACTIVATIONS"]
 
 
 ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
@@ -65,20 +70,37 @@ class MBConv(nn.Module):
     """Inverted residual: 1x1 expand + BN + act, KxK depthwise (stride) + BN + act, 1x1 project + BN, where act is
     ReLU6 (MobileNetV2) or ReLU (NAS-Bench-Macro).
 
-    ``forward(x, hidden)`` may use only the first ``hidden`` expanded channels (channel search).
+    With a ``width`` value choice (channel search), a forward uses only the first
+    ``max(1, round(c_in * expansion * width))`` expanded channels, the width being the current arch's, and
+    :meth:`to_static` cuts out that narrower static block.
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, hidden: int, stride: int, act: str = "relu6") -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, hidden: int, stride: int, act: str = "relu6", *,
+                 expansion: int | None = None, width: ValueChoice | None = None) -> None:
         super().__init__()
         self.c_in, self.c_out, self.kernel, self.hidden, self.stride = c_in, c_out, kernel, hidden, stride
         self.act = act
+        self.expansion = expansion
         self.expand = ConvBN(c_in, hidden, 1, act=act)
         self.depthwise = ConvBN(hidden, hidden, kernel, stride, groups=hidden, act=act)
         self.project = ConvBN(hidden, c_out, 1, act=None)
         self.residual = stride == 1 and c_in == c_out
+        if width is not None:
+            if expansion is None:
+                raise ValueError("An MBConv with a width choice needs its `expansion`.")
+            self.width = width
 
-    def forward(self, x: torch.Tensor, hidden: int | None = None) -> torch.Tensor:
-        if hidden is None or hidden == self.hidden:
+    def hidden_for(self, width: float) -> int:
+        """Expanded channels at ``width`` (a fraction of ``c_in * expansion``)."""
+        return max(1, int(round(self.c_in * self.expansion * width)))
+
+    def _active_hidden(self) -> int:
+        width = self._modules.get("width")
+        return self.hidden if width is None else self.hidden_for(width.value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self._active_hidden()
+        if hidden == self.hidden:
             out = self.project(self.depthwise(self.expand(x)))
         else:
             out = self._sliced(x, hidden)
@@ -96,13 +118,17 @@ class MBConv(nn.Module):
         return bn(F.conv2d(y, conv.weight[:, :c]))
 
     @torch.no_grad()
-    def export(self, hidden: int | None = None) -> MBConv:
-        """A static MBConv with the first ``hidden`` expanded channels and copies of their weights."""
-        c = self.hidden if hidden is None else hidden
-        out = MBConv(self.c_in, self.c_out, self.kernel, c, self.stride, self.act).to(self.project[0].weight.device)
-        src = self.state_dict()
-        dst = out.state_dict()
-        for name, value in dst.items():
+    def to_static(self, arch: Mapping[str, Any] | None = None) -> MBConv:
+        """A static MBConv with the arch's expanded channels and copies of their (effective) weights."""
+        width = self._modules.get("width")
+        c = self.hidden if width is None or arch is None else self.hidden_for(arch[width.choice_name])
+        ref = self.project[1].running_mean
+        out = MBConv(self.c_in, self.c_out, self.kernel, c, self.stride, self.act).to(ref.device)
+        out.train(self.training)
+        from ..supernets._walk import effective_tensors
+
+        src = effective_tensors(self)
+        for name, value in out.state_dict().items():
             s = src[name]
             if s.dim() == 0:
                 value.copy_(s)
@@ -143,14 +169,3 @@ class ResidualReduction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
-
-
-class Stabilizer(nn.Conv2d):
-    """SCARLET's learnable stabilizer for a skip choice: a bias-free 1x1 convolution, no BN, no activation,
-    initialised to the identity. It is linearly equivalent to the identity in front of an op that starts with a
-    linear map (MBConv's 1x1 expansion), so it adds no representational power; exported subnets drop it."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__(channels, channels, 1, bias=False)
-        with torch.no_grad():
-            nn.init.dirac_(self.weight)
