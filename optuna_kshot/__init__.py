@@ -48,6 +48,7 @@ _EXPORTS = {
     "discover_space": "choices",
     "enn": "supernets",
     "evaluate_model": "evaluation",
+    "images_per_run": "training",
     "layerwise_space": "spaces",
     "load_data": "data",
     "load_default": "data",

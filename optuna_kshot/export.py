@@ -80,7 +80,7 @@ def save_subnet(
     os.replace(tmp, directory / WEIGHTS_FILE)
     if program and example_input is not None:
         exported = _export_program(subnet, example_input)
-        tmp = directory / (PROGRAM_FILE + ".tmp")
+        tmp = directory / f".tmp.{PROGRAM_FILE}"
         torch.export.save(exported, tmp)
         os.replace(tmp, directory / PROGRAM_FILE)
         spec["program"] = PROGRAM_FILE

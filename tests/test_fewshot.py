@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from optuna_kshot import (
-    FewShotSupernet,
     SupernetEvaluator,
     SupernetObjective,
     TrainConfig,
@@ -65,7 +64,7 @@ def test_narrowed_sub_supernets_keep_a_channel_floor():
 @pytest.mark.parametrize("split", ["enn", "op:edge_1_0"])
 def test_routing_covers_the_whole_space_once(split):
     space = nb201_space(channels=2, cells_per_stage=1, resolution=8)
-    supernet = FewShotSupernet(space, split, width_ratio=1.0)
+    supernet = make_supernet(space, "fewshot", split=split, width_ratio=1.0, from_scratch=True)
     groups = [supernet.group(a) for a in space.enumerate()]
     assert len(groups) == space.size  # every arch routed, each to exactly one group
     assert set(groups) == set(range(supernet.n_groups))
@@ -77,23 +76,30 @@ def test_routing_covers_the_whole_space_once(split):
 
 def test_custom_split_function_and_errors():
     space = macro_space(width_mult=0.125, resolution=16)
-    supernet = FewShotSupernet(space, lambda a: int(a["layer0"] == "skip"), n_groups=2)
+    supernet = make_supernet(space, "fewshot", split=lambda a: int(a["layer0"] == "skip"), n_groups=2)
     assert supernet.group(space.from_key("01111111")) == 1 and supernet.width_ratio == 0.5
     with pytest.raises(ValueError, match="n_groups"):
-        FewShotSupernet(space, lambda a: 0)
-    bad = FewShotSupernet(space, lambda a: 7, n_groups=2)
+        make_supernet(space, "fewshot", split=lambda a: 0)
+    bad = make_supernet(space, "fewshot", split=lambda a: 7, n_groups=2)
     with pytest.raises(ValueError, match="must return an int in \\[0, 1\\]"):
         bad.group(space.sample(0))
     with pytest.raises(ValueError, match="Unknown split"):
-        FewShotSupernet(space, "random")
+        make_supernet(space, "fewshot", split="random")
     with pytest.raises(KeyError, match="layer9"):
-        FewShotSupernet(space, "op:layer9")
+        make_supernet(space, "fewshot", split="op:layer9")
 
 
 def test_reduced_width_default_is_one_over_k():
     space = nb201_space()
-    assert [FewShotSupernet(space, "enn", thresholds=t).subspace.channels for t in ([1], [1, 2], [1, 2, 3])] \
+    assert [make_supernet(space, "fewshot", thresholds=t).subspace.channels for t in ([1], [1, 2], [1, 2, 3])] \
         == [8, 5, 4]
+
+
+def test_op_split_needs_weight_transfer_or_says_from_scratch(tiny_space):
+    with pytest.raises(ValueError, match="trained one-shot supernet.*--init-from.*from_scratch=True"):
+        make_supernet(tiny_space, "fewshot", split="op:layer0")
+    supernet = make_supernet(tiny_space, "fewshot", split="op:layer0", from_scratch=True)
+    assert supernet.n_groups == len(tiny_space["layer0"].options)
 
 
 def test_weight_transfer_then_own_training(tiny_space, tiny_data):
@@ -111,7 +117,7 @@ def test_weight_transfer_then_own_training(tiny_space, tiny_data):
         own = supernet.split_info["options"][g]
         state = sub.state_dict()
         for op in supernet.split_info["options"]:
-            key = f"layers.0.{op}.expand.0.weight"
+            key = f"model.layers.0.{op}.expand.0.weight"
             assert torch.equal(state[key], reference[key]) == (op != own), (g, op)
     with pytest.raises(ValueError, match="width_ratio=1"):
         make_supernet(tiny_space, "fewshot", split="op:layer0", base=oneshot, width_ratio=0.5)
@@ -130,14 +136,14 @@ def test_balanced_sampling_one_path_per_subsupernet_per_step(tiny_space, tiny_da
     assert result.steps == 1 and result.images == 128  # one step, two paths on the same batch
     assert set(result.history[-1].extra) == {"loss_group0", "loss_group1"}  # per-sub-supernet losses
     for b, sub in zip(before, supernet.supernets):
-        assert not torch.equal(b["stem.0.weight"], sub.state_dict()["stem.0.weight"])
+        assert not torch.equal(b["model.stem.0.weight"], sub.state_dict()["model.stem.0.weight"])
     with pytest.raises(ValueError, match="needs a few-shot supernet"):
         make_sampler("balanced", tiny_space, supernet=make_supernet(tiny_space))
 
 
 def test_disconnected_archs_are_never_trained():
     space = nb201_space(channels=2, cells_per_stage=1, resolution=8)
-    sampler = FewShotSupernet(space, "enn").balanced_sampler()
+    sampler = make_supernet(space, "fewshot").balanced_sampler()
     rng = np.random.default_rng(1)
     archs = [a for _ in range(200) for a in sampler.sample(rng)]
     assert all(space.is_connected(a) for a in archs)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from optuna_kshot import build_subnet, build_supernet, layerwise_space, macro_space, nb201_space
+from optuna_kshot import OpChoice, ValueChoice, build_subnet, layerwise_space, macro_space, make_supernet, nb201_space
+from optuna_kshot.choices import use_arch
 from optuna_kshot.nn.ops import MBConv
 
 
@@ -17,7 +18,7 @@ def spaces():
 @pytest.mark.parametrize("space", spaces(), ids=lambda s: s.kind)
 @pytest.mark.parametrize("train_mode", [False, True])
 def test_export_equals_supernet_path(space, train_mode):
-    supernet = build_supernet(space, seed=0)
+    supernet = make_supernet(space, seed=0)
     supernet.train(train_mode)
     x = torch.randn(4, space.in_channels, 16, 16)
     rng = np.random.default_rng(0)
@@ -34,10 +35,12 @@ def test_export_equals_supernet_path(space, train_mode):
 
 @pytest.mark.parametrize("space", spaces(), ids=lambda s: s.kind)
 def test_supernet_refuses_bad_arch_and_missing_arch(space):
-    supernet = build_supernet(space)
+    supernet = make_supernet(space)
     x = torch.randn(1, space.in_channels, 16, 16)
-    with pytest.raises(TypeError, match="supernet\\(x, arch\\)"):
+    with pytest.raises(TypeError, match="arch"):
         supernet(x)
+    with pytest.raises(RuntimeError, match="supernet\\(x, arch\\)"):
+        supernet.model(x)  # the model's choices need an arch in context
     arch = space.sample(0)
     arch[space.names[0]] = "conv9x9"
     with pytest.raises(ValueError, match="not one of its options"):
@@ -49,30 +52,43 @@ def test_seeded_build_is_deterministic_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    a = build_supernet(space, seed=5)
+    a = make_supernet(space, seed=5)
     after = torch.rand(1)
-    b = build_supernet(space, seed=5)
+    b = make_supernet(space, seed=5)
     assert torch.equal(before, after)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
 
 
+def _mbconv_with_width():
+    return MBConv(8, 8, 5, 24, 1, expansion=3, width=ValueChoice("width0", (0.25, 0.5, 1.0)))
+
+
 def test_mbconv_channel_slicing_matches_export():
-    op = MBConv(8, 8, 5, 24, 1).train()
+    op = _mbconv_with_width().train()
     x = torch.randn(3, 8, 10, 10)
-    for hidden in (6, 12, 24):
-        static = op.export(hidden)
+    for width, hidden in ((0.25, 6), (0.5, 12), (1.0, 24)):
+        static = op.to_static({"width0": width})
         assert static.hidden == hidden and static.expand[0].out_channels == hidden
-        with torch.no_grad():
-            torch.testing.assert_close(static(x), op(x, hidden), rtol=0, atol=1e-5)
+        with torch.no_grad(), use_arch({"width0": width}):
+            torch.testing.assert_close(static(x), op(x), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="cannot use 30"):
-        op(x, 30)
+        op._sliced(x, 30)
 
 
 def test_sliced_bn_running_stats_update_only_their_slice():
-    op = MBConv(4, 4, 3, 16, 1).train()
+    op = _mbconv_with_width().train()
     before = op.expand[1].running_mean.clone()
-    op(torch.randn(8, 4, 6, 6), 8)
+    with use_arch({"width0": 0.5}):
+        op(torch.randn(8, 8, 6, 6))
     after = op.expand[1].running_mean
-    assert not torch.equal(before[:8], after[:8])
-    assert torch.equal(before[8:], after[8:])
+    assert not torch.equal(before[:12], after[:12])
+    assert torch.equal(before[12:], after[12:])
+
+
+def test_built_in_supernet_models_are_plain_modules_with_choices():
+    space = layerwise_space(width_mult=0.25, widths=(0.5, 1.0), resolution=16, in_channels=1)
+    model = make_supernet(space).model
+    assert [m.choice_name for m in model.modules() if isinstance(m, OpChoice)] == [f"layer{i}" for i in range(8)]
+    assert {m.choice_name for m in model.modules() if isinstance(m, ValueChoice)} == {f"width{i}" for i in range(8)}
+    assert make_supernet(space).space is space

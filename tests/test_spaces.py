@@ -227,15 +227,15 @@ def _activation_types(net):
 def test_macro_networks_use_relu_as_the_benchmark_and_layerwise_relu6():
     """NAS-Bench-Macro's own networks use plain ReLU in the stem, the MBConvs and the head: ours must too to be exact;
     the layer-wise (MobileNetV2) space keeps ReLU6. Checked on a built subnet and on the supernet."""
-    from optuna_kshot.nn import build_supernet
+    from optuna_kshot.nn import build_model
 
     macro = macro_space(width_mult=0.125, resolution=16)
     arch = macro.from_key("12121212")
-    for net in (build_subnet(macro, arch), build_supernet(macro)):
+    for net in (build_subnet(macro, arch), build_model(macro)):
         assert _activation_types(net) == {torch.nn.ReLU}
         assert isinstance(net.stem[2], torch.nn.ReLU) and isinstance(net.head[2], torch.nn.ReLU)
     sub = build_subnet(macro, arch)
-    mb = sub.layers[0]["k3e3"]
+    mb = sub.layers[0]
     assert isinstance(mb.expand[2], torch.nn.ReLU) and isinstance(mb.depthwise[2], torch.nn.ReLU)
     assert len(mb.project) == 2  # linear bottleneck: conv + BN, no activation
     layerwise = layerwise_space(width_mult=0.25, resolution=16, in_channels=1)

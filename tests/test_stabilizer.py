@@ -16,7 +16,14 @@ from optuna_kshot import (
     save_subnet,
     train_supernet,
 )
-from optuna_kshot.nn.ops import Stabilizer
+from optuna_kshot.supernets import Stabilizer
+
+
+def _weight(m):
+    """A stabilizer's own weight (copy 0 of a K-shot one)."""
+    from torch.nn.utils import parametrize
+
+    return m.parametrizations.weight.original if parametrize.is_parametrized(m) else m.weight
 
 
 def _skip_arch(space, rng):
@@ -32,11 +39,12 @@ def test_skip_archs_train_and_score_through_the_stabilizer(tiny_space, tiny_data
     supernet = make_supernet(tiny_space, kind, stabilizer=True, **options)
     base = supernet.base if kind == "kshot" else supernet
     stabilizers = [m for m in base.modules() if isinstance(m, Stabilizer)]
-    assert stabilizers and all(torch.equal(m.weight[:, :, 0, 0], torch.eye(m.in_channels)) for m in stabilizers)
-    before = [m.weight.clone() for m in stabilizers]
+    assert stabilizers and all(torch.equal(_weight(m)[:, :, 0, 0], torch.eye(_weight(m).shape[0]))
+                               for m in stabilizers)
+    before = [_weight(m).clone() for m in stabilizers]
     train_supernet(supernet, tiny_data.train, TrainConfig(epochs=2, lr=0.1), sampler=UniformSampler(tiny_space),
                    progress=False)
-    assert any(not torch.equal(b, m.weight) for b, m in zip(before, stabilizers))  # they learn
+    assert any(not torch.equal(b, _weight(m)) for b, m in zip(before, stabilizers))  # they learn
     evaluator = SupernetEvaluator(supernet, tiny_space, tiny_data.train, tiny_data.val, calib_batches=1)
     arch = _skip_arch(tiny_space, np.random.default_rng(0))
     scored = evaluator.subnet(arch)
@@ -75,8 +83,8 @@ def test_export_drops_the_stabilizer_and_flops_count_skips_free(tiny_space, tiny
 def test_reshaping_skips_keep_their_projection():
     space = macro_space(width_mult=0.125, resolution=16)
     supernet = make_supernet(space, stabilizer=True)
-    assert type(supernet.layers[0]["skip"]).__name__ == "ConvBN"  # stride 2: NAS-Bench-Macro's projection
-    assert isinstance(supernet.layers[1]["skip"], Stabilizer)
+    assert type(supernet.model.layers[0]["skip"]).__name__ == "ConvBN"  # stride 2: NAS-Bench-Macro's projection
+    assert isinstance(supernet.model.layers[1]["skip"], Stabilizer)
 
 
 def test_nb201_refuses_unless_forced():

@@ -81,6 +81,24 @@ def test_fair_sampler_trains_every_option_once_per_step(tiny_space):
             assert sorted(map(str, values)) == sorted(map(str, choice.options))
 
 
+def test_kshot_budget_counts_the_simplex_net_turns(tiny_space, tiny_data):
+    """Every forward that trains something counts: with a simplex-net turn after every step past the warm-up,
+    a K-shot run reaches the same image budget in fewer steps than a one-shot run, and reports the same images."""
+    from optuna_kshot import images_per_run
+
+    budget = 64 * 12
+    config = TrainConfig(budget_images=budget, batch_size=64)
+    one = train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=UniformSampler(tiny_space),
+                         progress=False)
+    kshot = make_supernet(tiny_space, "kshot", k=2, warmup_fraction=0.25, simplex_every=1)
+    k = train_supernet(kshot, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    assert one.steps == 12 and one.images == budget
+    # T steps and T - ceil(T/4) + 1 simplex turns of one batch each: T = 7 gives 7 + 6 = 13 batches >= 12
+    assert k.steps == 7 and k.images == 64 * 13
+    assert images_per_run(k.steps, 64, 1, kshot.phases()) == k.images
+    assert images_per_run(k.steps - 1, 64, 1, kshot.phases()) < budget
+
+
 def test_flops_bin_sampler_covers_bins(tiny_space):
     sampler = FlopsBinSampler(tiny_space, bins=4, seed=0)
     rng = np.random.default_rng(0)
@@ -91,7 +109,7 @@ def test_flops_bin_sampler_covers_bins(tiny_space):
 
 def test_resume_after_kill_gives_same_result(tiny_space, tiny_data, tmp_path):
     config = TrainConfig(epochs=3, batch_size=64, seed=2, checkpoint_every_steps=5)
-    meta = supernet_metadata(tiny_space)
+    meta = supernet_metadata(make_supernet(tiny_space))
     full = make_supernet(tiny_space, seed=2)
     train_supernet(full, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
 
@@ -144,14 +162,14 @@ def test_checkpoint_of_other_space_or_run_is_refused(tiny_space, tiny_data, tmp_
     ckpt = tmp_path / "c.pt"
     config = TrainConfig(epochs=1)
     train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=UniformSampler(tiny_space),
-                   checkpoint=ckpt, metadata=supernet_metadata(tiny_space), progress=False)
+                   checkpoint=ckpt, metadata=supernet_metadata(make_supernet(tiny_space)), progress=False)
     other = layerwise_space(width_mult=0.5, in_channels=1, resolution=28)
     with pytest.raises(CheckpointError, match="trained on the space"):
         train_supernet(make_supernet(other), tiny_data.train, config, sampler=UniformSampler(other),
-                       checkpoint=ckpt, metadata=supernet_metadata(other), progress=False)
+                       checkpoint=ckpt, metadata=supernet_metadata(make_supernet(other)), progress=False)
     with pytest.raises(CheckpointError, match="another run"):
         train_supernet(make_supernet(tiny_space), tiny_data.train, TrainConfig(epochs=1, lr=0.01),
-                       sampler=UniformSampler(tiny_space), checkpoint=ckpt, metadata=supernet_metadata(tiny_space),
+                       sampler=UniformSampler(tiny_space), checkpoint=ckpt, metadata=supernet_metadata(make_supernet(tiny_space)),
                        progress=False)
 
 
@@ -174,7 +192,7 @@ def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):
 
 def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_space, tiny_data, tmp_path):
     ckpt = tmp_path / "c.pt"
-    meta = supernet_metadata(tiny_space)
+    meta = supernet_metadata(make_supernet(tiny_space))
     config = TrainConfig(epochs=2, batch_size=64)
 
     class PoisonAfterFirstEpoch:
@@ -189,11 +207,11 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_space, tiny_d
 
     def poison(record, model):  # after the first epoch's checkpoint, make the weights produce NaN
         with torch.no_grad():
-            model.classifier.weight.fill_(math.nan)
+            model.model.classifier.weight.fill_(math.nan)
 
     with pytest.raises(TrainingDiverged, match="became nan at step 8"):
         train_supernet(supernet, tiny_data.train, config, sampler=PoisonAfterFirstEpoch(), checkpoint=ckpt,
                        metadata=meta, callbacks=[poison], progress=False)
     state = load_checkpoint(ckpt)
     assert state["step"] == 8
-    assert torch.isfinite(state["model"]["classifier.weight"]).all()
+    assert torch.isfinite(state["model"]["model.classifier.weight"]).all()
