@@ -60,10 +60,13 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        globals_ = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line]
+        if not globals_:
+            raise CheckpointError(f"Checkpoint {str(path)!r} is truncated or corrupt (not a torch file of tensors and "
+                                  "plain data).") from None
         raise CheckpointError(
             f"Checkpoint {str(path)!r} was refused: it holds pickled Python objects, not only tensors and plain data, "
-            f"so loading it could run code ({first}). optuna-kshot checkpoints never hold such objects."
+            f"so loading it could run code ({globals_[0]}). optuna-kshot checkpoints never hold such objects."
         ) from None
     except Exception as e:  # torch raises several types for truncated or corrupt zip files
         raise CheckpointError(f"Checkpoint {str(path)!r} is truncated or corrupt ({type(e).__name__}: {e}).") from e

@@ -14,9 +14,10 @@ def tiny_setup(kind: str):
     train = data.train.subset(torch.arange(512))
     space = ok.layerwise_space(width_mult=0.25, stages=((16, 1, 2), (24, 2, 2)), head_channels=64, kernels=(3, 5),
                                expansions=(2, 4), in_channels=1, num_classes=10, resolution=28)
-    # K-shot: uniform codes throughout (warm-up), so the comparison is exact; the simplex-net's own steps split
-    # each rank's half batch into chunks, which a single process cannot mirror sample for sample.
-    options = {"kshot": {"k": 2, "warmup_fraction": 1.0}, "fewshot": {"split": "enn", "thresholds": [6]}}.get(kind, {})
+    # K-shot: a quarter of the steps in warm-up, then simplex-net turns after every step (each rank splits its
+    # half batch into chunks, one arch per chunk; the test mirrors that on each half).
+    options = {"kshot": {"k": 2, "warmup_fraction": 0.25, "simplex_chunks": 2},
+               "fewshot": {"split": "enn", "thresholds": [6]}}.get(kind, {})
     supernet = ok.make_supernet(space, kind, seed=0, **options)
     sampler = ok.make_sampler("balanced" if kind == "fewshot" else "uniform", space, supernet=supernet)
     config = ok.TrainConfig(budget_images=64 * int(os.environ.get("DDP_STEPS", "8")), batch_size=64, lr=0.05, seed=0,
@@ -32,7 +33,9 @@ def main() -> None:
     result = ok.train_supernet(supernet, train, config, sampler=sampler, device="cpu", checkpoint=checkpoint,
                                progress=False)
     if rank == 0:
-        torch.save({"state": supernet.state_dict(), "world": world, "images": result.images}, out)
+        warm = sum(1 for s in range(result.steps) if s < 0.25 * result.steps) if kind == "kshot" else 0
+        torch.save({"state": supernet.state_dict(), "world": world, "images": result.images, "warm_steps": warm},
+                   out)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """DDP supernet training (torchrun, gloo on CPU) against single-process training on the combined batch."""
 
+import copy
+import dataclasses
 import os
 import socket
 import subprocess
@@ -17,18 +19,41 @@ import optuna_kshot as ok  # noqa: E402
 
 
 class GhostBatch(torch.nn.Module):
-    """Single-process run on the combined batch whose BN sees each rank's half separately, as DDP's ranks do."""
+    """Single-process run on the combined batch whose BN sees each rank's half separately, as DDP's ranks do; an
+    extra phase (the K-shot simplex-net's turn) runs on each half with the same archs, and its loss is the mean of
+    the halves', as the ranks' averaged gradients are."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
         self.inner = inner
+        self.n_groups = inner.n_groups
 
     def forward(self, x, arch):
         return torch.cat([self.inner(part, arch) for part in x.chunk(2)])
 
-    def parameters_to_train(self):
-        fn = getattr(self.inner, "parameters_to_train", None)
-        return fn() if fn is not None else list(self.inner.parameters())
+    def parameter_groups(self, weight_decay):
+        return self.inner.parameter_groups(weight_decay)
+
+    def on_step(self, step, total_steps):
+        self.inner.on_step(step, total_steps)
+
+    def group(self, arch):
+        return self.inner.group(arch)
+
+    def training_stats(self):
+        return self.inner.training_stats()
+
+    def phases(self):
+        def halves(phase):
+            def loss(x, y, rng):
+                twin = copy.deepcopy(rng)  # both halves draw the same archs, as both ranks do
+                (x0, x1), (y0, y1) = x.chunk(2), y.chunk(2)
+                first = phase.loss(x0, y0, rng)
+                return (first + phase.loss(x1, y1, twin)) / 2
+
+            return dataclasses.replace(phase, loss=loss)
+
+        return [halves(p) for p in self.inner.phases()]
 
 
 def _free_port() -> int:
@@ -57,8 +82,11 @@ def test_ddp_matches_single_process(kind, tmp_path):
     ok.train_supernet(plain, train, config, sampler=sampler, device="cpu", progress=False)
     init = tiny_setup(kind)[0].state_dict()
     # Same paths and averaged gradients: the updates agree up to BN using half-batch statistics on each rank.
-    keys = [k for k, v in single.items()  # supernet weights (K-shot: not its simplex-net, see ddp_worker)
-            if torch.is_tensor(v) and v.is_floating_point() and "running" not in k and not k.startswith("simplex.")]
+    keys = [k for k, v in single.items()  # every trained weight, the K-shot simplex-net's included
+            if torch.is_tensor(v) and v.is_floating_point() and "running" not in k]
+    if kind == "kshot":
+        assert any(k.startswith("simplex.") for k in keys) and ddp["warm_steps"] < result.steps
+        assert not torch.equal(single["simplex.mlp.0.weight"], init["simplex.mlp.0.weight"])  # it trained
     delta_single = torch.cat([(single[k] - init[k]).flatten() for k in keys])
     delta_ddp = torch.cat([(ddp["state"][k] - init[k]).flatten() for k in keys])
     relative = ((delta_ddp - delta_single).norm() / delta_single.norm()).item()

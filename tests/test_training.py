@@ -190,6 +190,42 @@ def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+class _Payload:
+    """Unpickling this runs a command: what a malicious checkpoint would carry."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_with_pickled_payload_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "executed"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "optuna-kshot/1", "space": {"kind": "macro"}, "payload": _Payload(marker)}, evil)
+    with pytest.raises(CheckpointError, match="pickled Python objects.*could run code"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    from optuna_kshot import load_supernet
+
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_supernet(evil)
+    assert not marker.exists()
+
+
+def test_checkpoints_hold_only_plain_data(tiny_space, tiny_data, tmp_path):
+    """What training writes loads with weights_only=True, K-shot simplex-net optimiser state included."""
+    ckpt = tmp_path / "k.pt"
+    supernet = make_supernet(tiny_space, "kshot", k=2, warmup_fraction=0.0)
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=1), sampler=UniformSampler(tiny_space),
+                   checkpoint=ckpt, metadata=supernet_metadata(supernet), progress=False)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["phases"]["simplex"]["state"]  # the simplex-net's Adam moments survive a resume
+
+
 def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_space, tiny_data, tmp_path):
     ckpt = tmp_path / "c.pt"
     meta = supernet_metadata(make_supernet(tiny_space))

@@ -25,7 +25,7 @@ def checkpoint(tmp_path_factory, tiny_space, tiny_data):
     path = tmp_path_factory.mktemp("ckpt") / "supernet.pt"
     supernet = ok.make_supernet(tiny_space, seed=0)
     ok.train_supernet(supernet, tiny_data.train, ok.TrainConfig(epochs=1), sampler=ok.UniformSampler(tiny_space),
-                      checkpoint=path, metadata=ok.supernet_metadata(tiny_space), progress=False)
+                      checkpoint=path, metadata=ok.supernet_metadata(supernet), progress=False)
     return path
 
 
