@@ -169,8 +169,8 @@ def test_checkpoint_of_other_space_or_run_is_refused(tiny_space, tiny_data, tmp_
                        checkpoint=ckpt, metadata=supernet_metadata(make_supernet(other)), progress=False)
     with pytest.raises(CheckpointError, match="another run"):
         train_supernet(make_supernet(tiny_space), tiny_data.train, TrainConfig(epochs=1, lr=0.01),
-                       sampler=UniformSampler(tiny_space), checkpoint=ckpt, metadata=supernet_metadata(make_supernet(tiny_space)),
-                       progress=False)
+                       sampler=UniformSampler(tiny_space), checkpoint=ckpt,
+                       metadata=supernet_metadata(make_supernet(tiny_space)), progress=False)
 
 
 def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):

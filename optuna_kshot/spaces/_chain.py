@@ -3,7 +3,8 @@
 Pure data. Each searchable layer ``layer{i}`` picks an op: ``"k{K}e{E}"`` is an inverted-residual MBConv with
 kernel K and expansion E (1x1 expand + BN + act, KxK depthwise with the layer's stride + BN + act,
 1x1 project + BN, residual when stride 1 and channels are kept; act is the space's ``activation``: ReLU6 in the
-layer-wise space, ReLU in NAS-Bench-Macro, as its own networks have it; stem and head use it too); ``"skip"`` is the identity, or, in a layer
+layer-wise space, ReLU in NAS-Bench-Macro, as its own networks have it; stem and head use it too); ``"skip"`` is
+the identity, or, in a layer
 that changes stride or channels, a 1x1 convolution with that stride + BN (what NAS-Bench-Macro trains).
 With width choices, ``width{i}`` scales the hidden (expanded) channels of layer i's MBConv.
 """
