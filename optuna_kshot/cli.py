@@ -28,7 +28,12 @@ class UsageError(ValueError):
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="default",
                    help="'default' (built-in Fashion-MNIST subset), 'fashion-mnist[:DIR]' (Debian idx files), "
-                        "or 'cifar10:DIR' and other torchvision sets from a directory (default: %(default)s)")
+                        "'cifar10:DIR' and other torchvision sets from a directory, or 'package.module:function' "
+                        "returning your own (train, val[, test]) datasets (default: %(default)s)")
+    p.add_argument("--model", default=None,
+                   help="your own model with choices: 'package.module:function' returning the nn.Module (or "
+                        "(module, example_input)); replaces --space. search/export take it from the checkpoint "
+                        "when it was trained with one")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -195,13 +200,31 @@ def _sampler(name: str, seed: int) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def _example_input(data: Any) -> Any:
+    """One training input with a batch dimension (to probe a model of the user's)."""
+    x, _ = next(iter(data.train.batches(1)))
+    return x
+
+
+def _user_model(spec: str, data: Any) -> tuple[Any, Any]:
+    from .userspec import model_from_spec
+
+    model, example = model_from_spec(spec)
+    return model, _example_input(data) if example is None else example
+
+
 def _train(args: argparse.Namespace, data: Any) -> Path:
     from .sampling import make_sampler
     from .supernets import load_supernet, make_supernet, supernet_metadata
     from .training import TrainConfig, init_distributed_from_env, train_supernet
 
     rank, world = init_distributed_from_env(args.device)
-    space = _space_for(args, data)
+    source: Any = _space_for(args, data) if not args.model else None
+    example = None
+    if args.model:
+        if args.widths:
+            raise UsageError("--widths is a built-in space's channel search; mark widths in your --model instead.")
+        source, example = _user_model(args.model, data)
     config = TrainConfig(epochs=args.epochs, budget_images=args.budget_images, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, checkpoint_every_steps=args.checkpoint_every)
     options: dict[str, Any] = {"k": args.k, "simplex_every": args.simplex_every} if args.supernet == "kshot" else {}
@@ -224,12 +247,16 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
         if args.supernet not in ("kshot", "fewshot"):
             raise UsageError("--init-from starts a K-shot or few-shot supernet from a one-shot one; "
                              "add --supernet kshot or --supernet fewshot.")
-        base, _, state = load_supernet(args.init_from, space=space)
+        base, _, state = load_supernet(args.init_from, space=source if not args.model else None,
+                                       model=source if args.model else None)
         if state["supernet"]["kind"] != "oneshot":
             raise UsageError(f"--init-from needs a one-shot checkpoint, but {args.init_from!r} is {state['supernet']}.")
-    supernet = make_supernet(space, args.supernet, seed=args.seed, base=base, **options)
+    if args.model:
+        options["example_input"] = example
+    supernet = make_supernet(source, args.supernet, seed=args.seed, base=base, **options)
+    space = supernet.space
     metadata = supernet_metadata(supernet, data=data.name, path_sampler=args.path_sampler,
-                                 init_from=args.init_from)
+                                 init_from=args.init_from, model_spec=args.model)
     study = _training_study(args) if args.storage and rank == 0 else None
     callbacks = []
     if study is not None:
@@ -346,11 +373,28 @@ def _ground_truth(state: dict[str, Any]) -> dict[str, float] | None:
         return None
 
 
-def _evaluator(args: argparse.Namespace, data: Any) -> tuple[Any, Any, dict[str, Any]]:
-    from .evaluation import SupernetEvaluator
+def _load(args: argparse.Namespace, data: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """The trained supernet of ``--checkpoint``; a model of the user's comes from ``--model`` or the spec the
+    checkpoint recorded."""
+    from .checkpoint import load_checkpoint
     from .supernets import load_supernet
 
-    supernet, space, state = load_supernet(args.checkpoint)
+    state = load_checkpoint(args.checkpoint)
+    builtin = (state.get("network") or {}).get("builtin", True)
+    spec = getattr(args, "model", None) or state.get("model_spec")
+    if builtin:
+        return load_supernet(args.checkpoint)
+    if not spec:
+        raise UsageError(f"{args.checkpoint} is a supernet of a model of your own: pass --model "
+                         "package.module:function.")
+    model, _ = _user_model(spec, data)
+    return load_supernet(args.checkpoint, model=model)
+
+
+def _evaluator(args: argparse.Namespace, data: Any) -> tuple[Any, Any, dict[str, Any]]:
+    from .evaluation import SupernetEvaluator
+
+    supernet, space, state = _load(args, data)
     if state.get("data") not in (None, data.name):
         logging.getLogger(__name__).warning("The supernet was trained on %s, not on %s.", state["data"], data.name)
     evaluator = SupernetEvaluator(supernet, space, data.train, data.val, calib_batches=args.calib_batches,
@@ -478,7 +522,7 @@ def _export(args: argparse.Namespace, data: Any, study: Any = None) -> Path:
                        sampler=FixedSampler(space, arch), device=args.device, progress=not args.quiet)
         meta["finetuned_val_accuracy"], _ = evaluate_model(subnet, data.val, device=evaluator.device)
         meta["finetune_epochs"] = args.finetune_epochs
-    out = save_subnet(subnet, space, arch, args.out, metadata=meta)
+    out = save_subnet(subnet, space, arch, args.out, metadata=meta, example_input=evaluator.supernet.example_input())
     print(f"\nexported trial {trial.number} ({space.key(arch)}) to {out}/: val accuracy {accuracy:.4f}"
           + (f", after fine-tuning {meta['finetuned_val_accuracy']:.4f}" if args.finetune_epochs else ""))
     if args.artifacts:

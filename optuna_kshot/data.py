@@ -161,20 +161,31 @@ class ArrayDataset:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Train, validation and test splits of one dataset; all share the train split's normalisation."""
+    """Train, validation and test splits of one dataset; all share the train split's normalisation.
 
-    train: ArrayDataset
-    val: ArrayDataset
-    test: ArrayDataset
-    num_classes: int
+    The splits are in-memory :class:`ArrayDataset`\\ s (the built-in data), or any torch datasets of
+    ``(input, label)`` pairs / ``DataLoader``\\ s (wrapped as :class:`~optuna_kshot.loaders.DatasetSplit`), whose
+    ``num_classes`` may then be None (only built-in spaces need it).
+    """
+
+    train: Any
+    val: Any
+    test: Any
+    num_classes: int | None
     name: str
 
     def __post_init__(self) -> None:
-        _check_int("num_classes", self.num_classes, 1)
+        from .loaders import as_split
+
+        for split in ("train", "val", "test"):
+            object.__setattr__(self, split, as_split(getattr(self, split)))
+        arrays = all(isinstance(getattr(self, s), ArrayDataset) for s in ("train", "val", "test"))
+        if self.num_classes is not None or arrays:
+            _check_int("num_classes", self.num_classes, 1)
+        if not arrays:
+            return
         for split in ("train", "val", "test"):
             data = getattr(self, split)
-            if not isinstance(data, ArrayDataset):
-                raise TypeError(f"`{split}` must be an ArrayDataset, but got {type(data).__name__}.")
             if data.images.shape[1:] != self.train.images.shape[1:]:
                 raise ValueError(f"All splits need images of one shape (C, H, W), but train has "
                                  f"{tuple(self.train.images.shape[1:])} and {split} has "
@@ -358,10 +369,16 @@ def load_torchvision(name: str, root: str | os.PathLike, *, download: bool = Fal
 
 
 def load_data(spec: str) -> DataSplits:
-    """Data from a spec: ``"default"``, ``"fashion-mnist"``, ``"fashion-mnist:DIR"`` or ``"cifar10:DIR"``."""
+    """Data from a spec: ``"default"``, ``"fashion-mnist"``, ``"fashion-mnist:DIR"``, ``"cifar10:DIR"``, or
+    ``"package.module:function"``, a function of yours that returns :class:`DataSplits` or ``(train, val[, test])``
+    torch datasets."""
     if not isinstance(spec, str):
         raise TypeError(f"`spec` must be a str, but got {type(spec).__name__}.")
     name, sep, directory = spec.strip().partition(":")
+    if sep and name.lower().replace("_", "-") not in {*_TORCHVISION, "default"}:
+        from .userspec import data_from_spec
+
+        return data_from_spec(spec.strip())
     name = name.lower().replace("_", "-")
     if name == "default" and not sep:
         return load_default()
@@ -371,7 +388,8 @@ def load_data(spec: str) -> DataSplits:
         return load_torchvision(name, directory)
     others = "|".join(k for k in _TORCHVISION if k != "fashion-mnist")
     raise ValueError(f"Unknown data spec {spec!r}. Use 'default' (built-in subset), 'fashion-mnist' or "
-                     f"'fashion-mnist:DIR' (idx files), or '{{{others}}}:DIR' (torchvision data in DIR).")
+                     f"'fashion-mnist:DIR' (idx files), '{{{others}}}:DIR' (torchvision data in DIR), or "
+                     "'package.module:function' (a function of yours returning the splits).")
 
 
 def make_default_npz(source_dir: str | os.PathLike, out_path: str | os.PathLike, *,

@@ -69,7 +69,10 @@ def evaluate_model(
     ``(input, label)`` pairs); ``batch_stats`` uses each batch's own BN statistics instead of the running ones."""
     device = resolve_device(device)
     data = as_split(data)
-    model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:  # a loaded torch.export program: traced in eval mode already
+        pass
     if batch_stats:
         for bn in _bn_layers(model):
             bn.train()

@@ -115,3 +115,27 @@ class FlatImages(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.x[i], int(self.y[i])
+
+
+class AugmentedImages(Dataset):
+    """Built-in Fashion-MNIST images as a torch Dataset with torchvision augmentation (random crop, flip)."""
+
+    def __init__(self, data: ok.ArrayDataset, augment: bool = True) -> None:
+        from torchvision.transforms import v2
+
+        self.x, self.y = data.take(torch.arange(len(data)))
+        self.transform = v2.Compose([v2.RandomCrop(28, padding=2), v2.RandomHorizontalFlip()]) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.x[i]
+        return (self.transform(x) if self.transform is not None else x), int(self.y[i])
+
+
+def small_fashion() -> tuple[Dataset, Dataset]:
+    """``--data tests.user_models:small_fashion``: 256 augmented training and 128 validation images."""
+    data = ok.load_default()
+    return (AugmentedImages(data.train.subset(torch.arange(256))),
+            AugmentedImages(data.val.subset(torch.arange(128)), augment=False))
