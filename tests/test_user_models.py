@@ -61,7 +61,8 @@ def test_stabilizer_shapes_come_from_a_probe_forward():
     mlp = ok.make_supernet(MLP(), stabilizer=True, example_input=torch.zeros(1, 196))
     conv_stab = [m for m in conv.modules() if isinstance(m, Stabilizer)]
     mlp_stab = [m for m in mlp.modules() if isinstance(m, Stabilizer)]
-    assert {tuple(m.weight.shape) for m in conv_stab} == {(8, 8, 1, 1), (16, 16, 1, 1)} and all(m.conv for m in conv_stab)
+    assert {tuple(m.weight.shape) for m in conv_stab} == {(8, 8, 1, 1), (16, 16, 1, 1)}
+    assert all(m.conv for m in conv_stab)
     assert {tuple(m.weight.shape) for m in mlp_stab} == {(32, 32)} and not any(m.conv for m in mlp_stab)
     with pytest.raises(ValueError, match="example_input"):
         ok.make_supernet(MLP(), stabilizer=True)
