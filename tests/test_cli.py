@@ -149,3 +149,26 @@ def test_nan_loss_exits_2_with_a_clear_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "became nan" in err or "became inf" in err
     assert "lower the learning rate" in err
+
+
+def test_own_model_and_data_by_name(tmp_path, capsys):
+    """train/search/export on a user's model and datasets named package.module:function; search and export take
+    the model from the checkpoint; the exported subnet loads as a torch.export program."""
+    user = ["--model", "tests.user_models:SmallResNet", "--data", "tests.user_models:small_fashion"]
+    ckpt = ["--checkpoint", str(tmp_path / "own.pt")]
+    assert main(["train", *user, *ckpt, "--supernet", "kshot", "--k", "2", "--epochs", "1", "--batch-size",
+                 "32", "--quiet"]) == 0
+    storage = ["--storage", f"sqlite:///{tmp_path / 'own.db'}", "--study-name", "own", "--quiet", *ckpt,
+               "--calib-batches", "1", "--data", "tests.user_models:small_fashion"]
+    assert main(["search", *storage, "--trials", "4", "--sampler", "nsga2", "--objectives", "accuracy,macs"]) == 0
+    study = optuna.load_study(study_name="own", storage=f"sqlite:///{tmp_path / 'own.db'}")
+    assert all(t.user_attrs["MACs"] > 0 and "stage1" in t.params for t in study.trials)
+    assert main(["export", *storage, "--out", str(tmp_path / "own_subnet")]) == 0
+    assert (tmp_path / "own_subnet" / "subnet.pt2").is_file()
+    model = load_subnet(tmp_path / "own_subnet")
+    import torch
+
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    capsys.readouterr()
+    assert main(["search", *storage, "--model", "tests.user_models:nothing_here", "--trials", "5"]) == 2
+    assert "has no 'nothing_here'" in capsys.readouterr().err
