@@ -104,6 +104,15 @@ def test_example_existing_study_smoke():
     assert "6 trials; best accuracy" in out.stdout
 
 
+def test_example_custom_model_smoke(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_model.py"), "--smoke", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "8 trials; best feasible accuracy" in out.stdout
+    assert "reloaded without the model code: (2, 10)" in out.stdout
+    assert (tmp_path / "subnet" / "subnet.pt2").is_file()
+
+
 def test_sigkilled_training_resumes_to_the_same_result(tmp_path):
     import signal
     import time
