@@ -17,6 +17,7 @@ _EXPORTS = {
     "Choice": "space",
     "DataSplits": "data",
     "DatasetSplit": "loaders",
+    "EnsembleEvaluator": "evaluation",
     "FairSampler": "sampling",
     "FewShotSupernet": "supernets",
     "FixedSampler": "sampling",

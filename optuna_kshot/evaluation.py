@@ -23,7 +23,7 @@ from .devices import resolve_device
 from .loaders import as_split
 from .space import SearchSpace
 
-__all__ = ["Score", "SupernetEvaluator", "recalibrate_bn", "evaluate_model", "BN_MODES"]
+__all__ = ["Score", "SupernetEvaluator", "EnsembleEvaluator", "recalibrate_bn", "evaluate_model", "BN_MODES"]
 
 _logger = logging.getLogger(__name__)
 BN_MODES = ("recalibrate", "batch")
@@ -182,4 +182,42 @@ class SupernetEvaluator:
 
     def score_many(self, archs: Sequence[Mapping[str, Any]]) -> list[Score]:
         """Score several archs in one call (duplicates are scored once)."""
+        return [self.score(a) for a in archs]
+
+
+class EnsembleEvaluator:
+    """Scores an arch with several evaluators (supernets trained with other seeds, or late checkpoints of one
+    training) and averages their accuracies and losses: a variance reduction for rankings that move with the
+    supernet's seed and epoch ("Deeper Insights into Weight Sharing").
+
+    Args:
+        evaluators: scorers of one space (e.g. :class:`SupernetEvaluator`\\ s on the same data); costs come from
+            the first.
+    """
+
+    def __init__(self, evaluators: Sequence[Any]) -> None:
+        evaluators = list(evaluators)
+        if not evaluators:
+            raise ValueError("An ensemble needs at least one evaluator.")
+        space = evaluators[0].space
+        for e in evaluators[1:]:
+            if e.space.to_config() != space.to_config():
+                raise ValueError("The evaluators of an ensemble must score archs of one space.")
+        self.evaluators = evaluators
+        self.space = space
+        self.costs = getattr(evaluators[0], "costs", ArchCosts(space))
+
+    def score(self, arch: Mapping[str, Any]) -> Score:
+        scores = [e.score(arch) for e in self.evaluators]
+        losses = [s.loss for s in scores if s.loss is not None]
+        return Score(
+            accuracy=sum(s.accuracy for s in scores) / len(scores),
+            loss=sum(losses) / len(losses) if len(losses) == len(scores) else None,
+            seconds=sum(s.seconds for s in scores), key=scores[0].key,
+            extra={**dict(scores[0].extra), "member_accuracies": [s.accuracy for s in scores]},
+        )
+
+    __call__ = score
+
+    def score_many(self, archs: Sequence[Mapping[str, Any]]) -> list[Score]:
         return [self.score(a) for a in archs]
