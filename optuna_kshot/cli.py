@@ -76,6 +76,18 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and train anew")
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="also write the checkpoint every this many steps (default: after every epoch only)")
+    p.add_argument("--monitor", type=int, default=8,
+                   help="ranking monitor: score this many fixed probe archs after epochs and report the Kendall tau "
+                        "between checks and with MACs/params/ENN; 0 turns it off (default: %(default)s)")
+    p.add_argument("--monitor-every", type=int, default=1, help="monitor check every this many epochs (default: 1)")
+    p.add_argument("--stop-when-stable", type=float, default=None, metavar="TAU",
+                   help="stop training once the probe ranking's tau between checks is >= TAU for --stable-checks "
+                        "checks in a row (default: train the whole budget)")
+    p.add_argument("--stable-checks", type=int, default=2, help="see --stop-when-stable (default: %(default)s)")
+    p.add_argument("--truth", default=None,
+                   help="JSON of stand-alone accuracies of some archs ([{\"arch\": {...}, \"accuracy\": 0.9}, ...] "
+                        "or {arch_key: accuracy}): after training, say whether the supernet ranks them better "
+                        "than MACs, params and ENN do")
 
 
 def _add_search(p: argparse.ArgumentParser, with_checkpoint: bool) -> None:
@@ -259,6 +271,14 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
                                  init_from=args.init_from, model_spec=args.model)
     study = _training_study(args) if args.storage and rank == 0 else None
     callbacks = []
+    monitor = None
+    if args.monitor:
+        from .monitor import RankingMonitor
+
+        monitor = RankingMonitor(data.train, data.val, probes=args.monitor, every=args.monitor_every,
+                                 stop_tau=args.stop_when_stable, stop_checks=args.stable_checks, seed=args.seed)
+        if not args.quiet and rank == 0:
+            callbacks.append(_print_epoch)
     if study is not None:
         from dataclasses import asdict
 
@@ -270,21 +290,72 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
         supernet, data.train, config,
         sampler=make_sampler(args.path_sampler, space, seed=args.seed, supernet=supernet),
         device=args.device, checkpoint=args.checkpoint, resume=not args.restart, progress=not args.quiet,
-        callbacks=callbacks, metadata=metadata,
+        callbacks=callbacks, metadata=metadata, monitor=monitor,
     )
     last = result.history[-1] if result.history else None
     if rank != 0:
         return Path(args.checkpoint)
+    remarks = _verdict(args, supernet, data, monitor)
     if study is not None:
         from .dashboard import save_training
 
-        save_training(study, result.history, config=shown)
+        save_training(study, result.history, config=shown, remarks=remarks)
         if args.artifacts:
             _upload_checkpoint(study, args.checkpoint, args.artifacts, images=result.images)
     print(f"trained {args.supernet} supernet on {space!r}: {result.steps} steps, {result.images:,} images, "
-          f"{result.seconds:.1f} s" + (f", last epoch loss {last.loss:.3f}" if last else ""))
+          f"{result.seconds:.1f} s" + (f", last epoch loss {last.loss:.3f}" if last else "")
+          + (" (stopped early: the probe ranking was stable)" if result.stopped_early else ""))
+    for line in remarks:
+        print(f"warning: {line}")
     print(f"checkpoint: {args.checkpoint}")
     return Path(args.checkpoint)
+
+
+def _print_epoch(record: Any, model: Any) -> None:
+    """One line per epoch with the ranking monitor's taus (the progress bar shows the rest)."""
+    e = record.extra
+    if "probe_tau_macs" not in e and "probe_tau_prev" not in e:
+        return
+    parts = [f"{label} {e[k]:.2f}" for k, label in (("probe_tau_prev", "vs previous"), ("probe_tau_macs", "vs MACs"),
+                                                     ("probe_tau_enn", "vs ENN")) if k in e]
+    print(f"epoch {record.epoch + 1}: loss {record.loss:.3f}, probe ranking tau " + ", ".join(parts), flush=True)
+
+
+def _read_truth(path: str, space: Any) -> dict[str, float]:
+    """Stand-alone accuracies by arch key from a JSON file (a list of {arch, accuracy} or {key: accuracy})."""
+    import json
+
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--truth {path!r} is not a readable JSON file ({e}).") from None
+    if isinstance(raw, dict):
+        return {space.key(space.from_key(str(k))): float(v) for k, v in raw.items()}
+    if isinstance(raw, list) and all(isinstance(r, dict) and "arch" in r and "accuracy" in r for r in raw):
+        return {space.key(r["arch"]): float(r["accuracy"]) for r in raw}
+    raise UsageError(f"--truth {path!r} must hold [{{\"arch\": {{...}}, \"accuracy\": 0.9}}, ...] or "
+                     "{arch_key: accuracy}.")
+
+
+def _verdict(args: argparse.Namespace, supernet: Any, data: Any, monitor: Any) -> list[str]:
+    """The monitor's verdict, and with --truth, whether the supernet ranks those archs better than free
+    predictors."""
+    from .monitor import verdict
+
+    history = monitor.history if monitor is not None else []
+    if not args.truth:
+        return verdict(history)
+    from .evaluation import SupernetEvaluator
+    from .monitor import free_predictors
+
+    space = supernet.space
+    truth = _read_truth(args.truth, space)
+    archs = [space.from_key(k) for k in truth]
+    evaluator = SupernetEvaluator(supernet, None, data.train, data.val, calib_batches=args.calib_batches
+                                  if hasattr(args, "calib_batches") else CALIB_BATCHES, device=args.device)
+    scores = {space.key(a): evaluator.score(a).accuracy for a in archs}
+    free = {name: dict(zip(truth, values)) for name, values in free_predictors(supernet, archs).items()}
+    return verdict(history, truth=truth, supernet_scores=scores, free=free)
 
 
 def _objective_names(args: argparse.Namespace) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ FIGURE_IDS = {
     "training": "supernet-training",
     "code": "supernet-kshot-code",
     "groups": "supernet-group-losses",
+    "ranking": "supernet-ranking-stability",
 }
 # study user attribute with a summary of the training shown on the study (epochs, images, last loss, ...)
 TRAINING_ATTR = "supernet_training"
@@ -72,7 +73,8 @@ def training_figures(history: Sequence[Any]) -> dict[str, go.Figure]:
     """Plotly figures of a supernet's training history, keyed by their graph-object id (see ``FIGURE_IDS``).
 
     Always the training loss and accuracy per epoch; the K-shot code entropy and spread when the records' ``extra``
-    holds ``code_entropy``/``code_spread``; the per-sub-supernet losses when it holds keys ``loss_group...``.
+    holds ``code_entropy``/``code_spread``; the ranking monitor's Kendall taus when it holds ``probe_tau_...``; the
+    per-sub-supernet losses when it holds keys ``loss_group...``.
     """
     records = _records(history)
     extra_keys = sorted({k for r in records for k in r["extra"]})
@@ -88,6 +90,14 @@ def training_figures(history: Sequence[Any]) -> dict[str, go.Figure]:
         figures[FIGURE_IDS["code"]] = _figure(
             "K-shot code entropy and spread", records, [("code entropy", series("code_entropy"))],
             ("code entropy (nats)", "code spread (std over archs)"), [("code spread", series("code_spread"))],
+        )
+    probes = [k for k in ("probe_tau_prev", "probe_tau_macs", "probe_tau_params", "probe_tau_enn") if k in extra_keys]
+    if probes:
+        names = {"probe_tau_prev": "vs previous check (stability)", "probe_tau_macs": "vs MACs",
+                 "probe_tau_params": "vs params", "probe_tau_enn": "vs ENN"}
+        figures[FIGURE_IDS["ranking"]] = _figure(
+            "Probe-arch ranking: Kendall tau", records, [(names[k], series(k)) for k in probes],
+            ("Kendall tau", None),
         )
     groups = [k for k in extra_keys if k.startswith("loss_group")]
     if groups:
@@ -146,7 +156,7 @@ def _value(v: Any) -> str:
 
 def training_note(
     config: Mapping[str, Any], history: Sequence[Any], *, study: optuna.Study | None = None,
-    truth: Mapping[str, float] | None = None,
+    truth: Mapping[str, float] | None = None, remarks: Sequence[str] | None = None,
 ) -> str:
     """The study's markdown note: the supernet's configuration (``space``, ``supernet`` kind and options,
     training ``config``, ``data`` and any other keys of a checkpoint's metadata), a training summary and, given a
@@ -172,6 +182,7 @@ def training_note(
                if "last_code_entropy" in summary and "last_code_spread" in summary else "") + "."
         )
         lines.append("The curves are the figures on the study's page.")
+        lines += _readiness(records, remarks)
     else:
         lines.append("Not trained yet.")
     if study is not None:
@@ -181,9 +192,31 @@ def training_note(
     return "\n".join(lines) + "\n"
 
 
+def _readiness(records: list[dict[str, Any]], remarks: Sequence[str] | None = None) -> list[str]:
+    """The ranking monitor's last taus and its verdict (``remarks``, if given, else computed from the taus), for
+    the note (nothing without a monitor)."""
+    from .monitor import verdict
+
+    checks = [r for r in records if "probe_tau_macs" in r["extra"] or "probe_tau_prev" in r["extra"]]
+    if not checks:
+        return [""] + [f"- **Warning:** {w}" for w in remarks or []]
+    last = checks[-1]["extra"]
+    taus = ", ".join(f"{label} {last[k]:.2f}" for k, label in (
+        ("probe_tau_prev", "vs the previous check"), ("probe_tau_macs", "vs MACs"), ("probe_tau_params", "vs params"),
+        ("probe_tau_enn", "vs ENN")) if k in last)
+    history = [{"tau_prev": r["extra"].get("probe_tau_prev"),
+                "tau_free": {k[len("probe_tau_"):]: v for k, v in r["extra"].items()
+                             if k.startswith("probe_tau_") and k != "probe_tau_prev"}} for r in checks]
+    lines = ["", "## Ranking readiness", "", f"Probe-arch ranking at epoch {checks[-1]['epoch'] + 1} "
+             f"(Kendall tau): {taus}."]
+    warnings = list(remarks) if remarks is not None else verdict(history)
+    lines += [f"- **Warning:** {w}" for w in warnings] or ["- Stable, and not just MACs."]
+    return lines
+
+
 def save_training(
     study: optuna.Study, history: Sequence[Any], *, config: Mapping[str, Any],
-    truth: Mapping[str, float] | None = None,
+    truth: Mapping[str, float] | None = None, remarks: Sequence[str] | None = None,
 ) -> None:
     """Put a training history on ``study``: its figures (replacing earlier ones with the same ids), the note
     (:func:`training_note`, which summarises the search too once the study has trials) and the user attribute
@@ -193,13 +226,18 @@ def save_training(
     records = _records(history)
     figures = training_figures(records)
     earlier = study.user_attrs.get(TRAINING_ATTR, {}).get("figures", [])
-    titles = {FIGURE_IDS["code"]: "K-shot code entropy and spread", FIGURE_IDS["groups"]: "Sub-supernet losses"}
+    titles = {FIGURE_IDS["code"]: "K-shot code entropy and spread", FIGURE_IDS["groups"]: "Sub-supernet losses",
+              FIGURE_IDS["ranking"]: "Probe-arch ranking"}
     for graph_id in earlier:
         if graph_id not in figures:  # figures cannot be deleted; blank the ones of a previous supernet
             figures[graph_id] = _placeholder(titles.get(graph_id, graph_id))
     for graph_id, fig in figures.items():
         save_plotly_graph_object(study, fig, graph_object_id=graph_id)
-    save_note(study, training_note(config, records, study=study, truth=truth))
+    if remarks is None:
+        remarks = study.user_attrs.get("supernet_verdict")
+    else:
+        study.set_user_attr("supernet_verdict", list(remarks))
+    save_note(study, training_note(config, records, study=study, truth=truth, remarks=remarks))
     summary = _training_summary(records)
     summary["figures"] = sorted(figures)
     study.set_user_attr(TRAINING_ATTR, summary)

@@ -22,6 +22,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .devices import resolve_device
+from .monitor import RankingMonitor
 from .sampling import PathSampler
 from .supernets.contract import TrainingPhase, default_parameter_groups
 
@@ -130,6 +131,8 @@ class TrainResult:
     steps: int
     images: int
     seconds: float
+    stopped_early: bool = False
+    """The ranking monitor's stop rule ended the training before the budget."""
 
 
 class TrainingDiverged(FloatingPointError):
@@ -210,6 +213,7 @@ def train_supernet(
     progress: bool = True,
     callbacks: Sequence[Callable[[EpochRecord, nn.Module], None]] = (),
     metadata: Mapping[str, Any] | None = None,
+    monitor: RankingMonitor | None = None,
 ) -> TrainResult:
     """Train ``model`` (a supernet, called as ``model(x, arch)``, or a plain model) on the archs ``sampler`` picks.
 
@@ -230,6 +234,9 @@ def train_supernet(
         callbacks: called after every epoch with the epoch's record and the model (e.g. dashboard plots).
         metadata: stored in the checkpoint (space config, supernet kind and options); a checkpoint whose
             metadata differs is refused on resume.
+        monitor: a :class:`~optuna_kshot.monitor.RankingMonitor` that scores its probe archs after epochs (its
+            taus go on the epoch records, its history into the checkpoint) and may stop the training early once
+            the probe ranking is stable.
 
     Distributed (``torchrun``, after :func:`init_distributed_from_env`): every rank samples the same paths from
     the shared seed, takes its own slice of each batch (``batch_size`` is the global batch), gradients are
@@ -262,6 +269,7 @@ def train_supernet(
     history: list[EpochRecord] = []
     step = images = 0
     elapsed = 0.0
+    stopped = False
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and resume and ckpt_path.exists():
@@ -281,6 +289,9 @@ def train_supernet(
         rng.bit_generator.state = state["rng"]
         step, images, elapsed = state["step"], state["images"], state["seconds"]
         history = [EpochRecord(**r) for r in state["history"]]
+        stopped = bool(state.get("stopped_early", False))
+        if monitor is not None and "monitor" in state:
+            monitor.load_state_dict(state["monitor"])
         _logger.info("Resumed from %s at step %d of %d.", ckpt_path, step, total_steps)
 
     rank, world = _world()
@@ -294,7 +305,8 @@ def train_supernet(
             **metadata, "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "phases": {n: o.state_dict() for n, o in phase_optimizers.items()},
             "rng": rng.bit_generator.state, "step": step, "images": images, "seconds": elapsed,
-            "history": [asdict(r) for r in history], "complete": step >= total_steps,
+            "history": [asdict(r) for r in history], "complete": step >= total_steps or stopped,
+            "stopped_early": stopped, **({"monitor": monitor.state_dict()} if monitor is not None else {}),
         })
 
     from tqdm.auto import tqdm
@@ -305,6 +317,8 @@ def train_supernet(
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     try:
         for epoch in range(step // steps_per_epoch, n_epochs):
+            if stopped:
+                break
             model.train()
             start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
@@ -357,6 +371,9 @@ def train_supernet(
             elapsed += time.perf_counter() - start
             extra = dict(getattr(net, "training_stats", dict)())
             extra.update({f"loss_group{g}": float(torch.stack(v).mean()) for g, v in sorted(group_loss.items())})
+            if monitor is not None and monitor.due(epoch, n_epochs - 1):
+                extra.update(monitor.check(model, epoch, images).extra())
+                stopped = monitor.should_stop and step < total_steps
             record = EpochRecord(
                 epoch=epoch, step=step, images=images, loss=float(loss_sum) / max(seen, 1),
                 accuracy=float(correct) / max(seen, 1), lr=float(scheduler.get_last_lr()[0]),
@@ -367,13 +384,18 @@ def train_supernet(
                 "epoch %d: loss %.4f, train accuracy %.4f, lr %.4g, %d images, %.1f s",
                 epoch, record.loss, record.accuracy, record.lr, images, elapsed,
             )
-            bar.set_postfix(loss=f"{record.loss:.3f}", acc=f"{record.accuracy:.3f}")
+            shown = {"loss": f"{record.loss:.3f}", "acc": f"{record.accuracy:.3f}"}
+            if "probe_tau_prev" in extra:
+                shown["rank_tau"] = f"{extra['probe_tau_prev']:.2f}"
+            bar.set_postfix(shown)
             write_checkpoint()
             for callback in callbacks:
                 callback(record, model)
     finally:
         bar.close()
-    return TrainResult(history=history, steps=step, images=images, seconds=elapsed)
+    if stopped:
+        _logger.info("Stopped at step %d of %d: the probe ranking was stable.", step, total_steps)
+    return TrainResult(history=history, steps=step, images=images, seconds=elapsed, stopped_early=stopped)
 
 
 def _phase_turn(phase: TrainingPhase, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,

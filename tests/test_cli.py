@@ -181,3 +181,27 @@ def test_own_model_and_data_by_name(tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", *storage, "--model", "tests.user_models:nothing_here", "--trials", "5"]) == 2
     assert "has no 'nothing_here'" in capsys.readouterr().err
+
+
+def test_monitor_stops_when_stable_warns_and_shows_on_the_study(tmp_path, capsys):
+    from optuna_kshot import macro_space
+
+    space = macro_space(width_mult=0.0625, in_channels=1, resolution=28)
+    archs = [space.sample(s) for s in range(12)]
+    truth = [{"arch": a, "accuracy": space.count_macs(a) / 1e7} for a in archs]  # MACs rank them perfectly
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    storage = f"sqlite:///{tmp_path / 'm.db'}"
+    argv = ["train", "--space", "macro", "--width-mult", "0.0625", "--epochs", "4", "--checkpoint",
+            str(tmp_path / "m.pt"), "--monitor", "4", "--stop-when-stable", "-1", "--stable-checks", "1",
+            "--truth", str(tmp_path / "truth.json"), "--storage", storage, "--study-name", "m"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "epoch 2: loss" in out and "probe ranking tau vs previous" in out and "epoch 3:" not in out
+    assert "stopped early: the probe ranking was stable" in out
+    assert "warning: On the 12 archs with stand-alone accuracies" in out and "no better than macs" in out
+    study = optuna.load_study(study_name="m", storage=storage)
+    assert "supernet-ranking-stability" in study.user_attrs["supernet_training"]["figures"]
+    from optuna_dashboard import get_note
+
+    note = get_note(study)
+    assert "## Ranking readiness" in note and "no better than macs" in note
