@@ -26,6 +26,55 @@ def _pyplot():
 
 
 def plot_ranking(result: dict[str, Any], path: Path) -> None:
+    """Ranking result: Kendall tau with its 95% interval for every supernet kind and free predictor (the ceiling
+    as a line), then one panel per kind of its scores (every seed) against the ground truth."""
+    if "baselines" not in result:  # a result of the earlier ranking.py (one seed per kind)
+        _plot_ranking_single_seed(result, path)
+        return
+    plt = _pyplot()
+    truth = result["ground_truth"]["mean_test_accuracy"]
+    kinds = result["kinds"]
+    cols = min(4, len(kinds) + 1)
+    rows = math.ceil((len(kinds) + 1) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.1 * rows), squeeze=False)
+    _plot_taus(axes.flat[0], kinds + result["baselines"], result["ground_truth"]["ceiling_kendall_tau"])
+    for ax, row in zip(list(axes.flat)[1:], kinds):
+        for seed, scores in zip(row["seeds"], row["scores"]):
+            ax.scatter(truth, scores, s=10, alpha=0.7, label=f"seed {seed}")
+        ax.set_title(f"{row['kind']}: tau {row['tau_mean']:.2f} ± {row['tau_std']:.2f}", fontsize=9)
+        ax.set_xlabel("ground-truth accuracy", fontsize=8)
+        ax.set_ylabel("supernet val. accuracy", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if kinds:
+        axes.flat[1].legend(fontsize=6)
+    for ax in list(axes.flat)[len(kinds) + 1:]:
+        ax.axis("off")
+    s = result["settings"]
+    fig.suptitle(f"ranking: {s['space']} space, {s['data']} data, {len(truth)} archs, {s['budget_images']:,} images "
+                 f"per kind, seeds {s['seeds']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_taus(ax: Any, rows: list[dict[str, Any]], ceiling: float) -> None:
+    """Kendall tau (mean over seeds) and its bootstrap interval per predictor; free predictors in grey."""
+    y = list(range(len(rows)))[::-1]
+    for yi, r in zip(y, rows):
+        lo, hi = r["tau_ci"]
+        color = "grey" if r.get("free") else "C0"
+        ax.plot([lo, hi], [yi, yi], color=color, linewidth=2)
+        ax.plot([r["tau_mean"]], [yi], "o", color=color, markersize=4)
+    if ceiling == ceiling:  # not nan
+        ax.axvline(ceiling, color="C3", linestyle=":", linewidth=1, label="ceiling")
+        ax.legend(fontsize=6)
+    ax.axvline(0, color="black", linewidth=0.5)
+    ax.set_yticks(y, [r["kind"] for r in rows], fontsize=7)
+    ax.set_xlabel("Kendall tau, 95% interval", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def _plot_ranking_single_seed(result: dict[str, Any], path: Path) -> None:
     """One panel per supernet kind: supernet score against stand-alone accuracy of the same archs."""
     plt = _pyplot()
     truth = result["ground_truth"]["mean_test_accuracy"]
@@ -115,7 +164,7 @@ def write_result(result: dict[str, Any], out: str | Path) -> None:
 if __name__ == "__main__":
     for name in sys.argv[1:]:
         result = json.loads(Path(name).read_text())
-        if "settings" in result and "archs" in result["settings"] and "seeds" in result["settings"]:
+        if "runs" in result:
             print(f"{name}: ground truth, no plot")  # the cached stand-alone runs ranking.py reads
             continue
         print(save_png(result, Path(name)))

@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.archs, args.gt_epochs, args.budget_images, args.width_mult, args.resolution = 6, 1, 512, 0.125, 8
         args.data, args.seeds, args.bootstrap, args.workers, args.search_trials = (
-            "ranking:smoke_data", "0,1", 200, 1, 20)
+            "ranking:smoke_data", "0,1", 200, 1, 10)
         args.kinds = args.kinds or ",".join(SMOKE_KINDS)
     elif args.quick:
         args.archs, args.budget_images, args.seeds, args.bootstrap = 30, args.budget_images // 3, "0,1", 1000
@@ -151,7 +151,8 @@ def load_ground_truth(args: argparse.Namespace, space: ok.SearchSpace) -> tuple[
 
 def features(space: ok.SearchSpace, archs: list[dict[str, Any]]) -> dict[str, list[float]]:
     """The free predictors of every arch: MACs, params, depth (non-skip layers; NAS-Bench-201: conv edges), ENN."""
-    return {"macs": [float(space.count_macs(a)) for a in archs], "params": [float(space.count_params(a)) for a in archs],
+    return {"macs": [float(space.count_macs(a)) for a in archs],
+            "params": [float(space.count_params(a)) for a in archs],
             "depth": [float(depth(space, a)) for a in archs], "enn": [float(ok.enn(space, a)) for a in archs]}
 
 
@@ -357,11 +358,13 @@ def table_cells(result: dict[str, Any]) -> list[list[str]]:
     out = []
     for r in result["kinds"] + result["baselines"]:
         free = r.get("free", False)
+        vs_oneshot = "reference" if r["kind"] == "oneshot" else _diff(r["diff_oneshot"])
+        vs_free = "reference" if r["kind"] == result["best_free"] else _diff(r["diff_best_free"])
         tau = _f(r["tau_mean"], ".3f") + ("" if free else f" ± {_f(r['tau_std'], '.3f')}")
         name = f"{r['kind']} (free)" if free else r["kind"]
         train = "-" if free else f"{np.mean(r['train_seconds']):.0f}"
         out.append([name, tau, f"[{_f(r['tau_ci'][0], '+.2f')}, {_f(r['tau_ci'][1], '+.2f')}]",
-                    _diff(r["diff_oneshot"]), _diff(r["diff_best_free"]), _f(r["tau_within_depth"], ".2f"),
+                    vs_oneshot, vs_free, _f(r["tau_within_depth"], ".2f"),
                     _f(r["tau_within_macs_bin"], ".2f"), _f(r[f"top{TOP_K}_overlap"], ".1f"),
                     _f(r["top1_pick_gt"], ".4f"), train])
     return out
@@ -371,9 +374,10 @@ def header_lines(result: dict[str, Any]) -> list[str]:
     """What the table measures: space, sample, ground truth, ceiling, budget, seeds."""
     s, gt = result["settings"], result["ground_truth"]
     lo, hi = gt["ceiling_ci"]
+    source = (f"--arch-file {s['arch_file']}" if s.get("arch_file") else
+              f"{s['sample']} sample, GT {s['gt_epochs']} epoch(s) x seeds {gt['seeds']}")
     return [f"ranking vs ground truth ({gt['metric']}): {s['space']} space, data {s['data']} at {s['resolution']}px, "
-            f"{len(gt['archs'])} archs ({'--arch-file' if s.get('arch_file') else s['sample'] + ' sample'}), "
-            f"GT {s['gt_epochs']} epoch(s) x seeds {gt['seeds']}",
+            f"{len(gt['archs'])} archs ({source})",
             f"ceiling (seed-to-seed Kendall tau): {_f(gt['ceiling_kendall_tau'], '.3f')} "
             f"[{_f(lo, '.2f')}, {_f(hi, '.2f')}]; budget {s['budget_images']:,} images per kind; supernet seeds "
             f"{s['seeds']}; 95% intervals from {result['bootstrap']['resamples']} paired arch resamples; best free "
@@ -418,6 +422,9 @@ def print_depth_view(result: dict[str, Any]) -> None:
     gt = result["ground_truth"]
     depths = np.asarray(result["archs"]["depth"])
     print("\ntau within depth groups (depth: non-skip layers; NAS-Bench-201: conv edges)")
+    if not groups:
+        print("  no depth group holds >= 4 archs")
+        return
     print("predictor".ljust(22) + "".join(f"d={float(d):g} (n={(depths == float(d)).sum()})".rjust(14)
                                           for d in groups))
     for r in result["kinds"] + result["baselines"]:
@@ -497,7 +504,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.merge:
         rows = merged_rows(out, rows, gt["path"], args.budget_images)
     stats_ = analyse(rows, gt, feats, n_boot=args.bootstrap)
+    search_start = time.perf_counter()
     outcome = search_outcome(args, space, archs, gt["mean"], feats["macs"], rows)
+    search_wall = time.perf_counter() - search_start
     result = {
         "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "gt_dir", "merge", "markdown")},
                      "kinds": [r["kind"] for r in rows], "skipped_kinds": skipped, "space_config": space.to_config(),
@@ -513,7 +522,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **stats_,
         "kinds": rows,
         "search": outcome,
-        "wall_seconds": {"ground_truth": gt_wall, "supernets": kinds_wall,
+        "wall_seconds": {"ground_truth": gt_wall, "supernets": kinds_wall, "search_ground_truth": search_wall,
                          "total": time.perf_counter() - start},
     }
     result["claims"] = claims(result)

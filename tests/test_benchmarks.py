@@ -29,16 +29,49 @@ def test_speed_smoke(tmp_path):
 
 def test_ranking_smoke(tmp_path):
     stdout, result = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path))
-    assert "ceiling (seed-to-seed Kendall tau)" in stdout
-    kinds = {r["kind"] for r in result["kinds"]}
-    assert {"oneshot", "fair", "kshot2", "kshot4"} <= kinds
-    assert len(result["ground_truth"]["archs"]) == 4
-    # the cached ground truth is reused: a second run trains no stand-alone network
-    stdout, merged = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path), "--kinds", "oneshot", "--merge")
-    assert "stand-alone runs" not in stdout
-    # --merge replaced the one-shot row and kept the others
-    assert [r["kind"] for r in merged["kinds"]] == [r["kind"] for r in result["kinds"]]
-    assert merged["kinds"][1:] == result["kinds"][1:] and merged["settings"]["kinds"].split(",")[0] == "oneshot"
+    assert "ceiling (seed-to-seed Kendall tau)" in stdout and "kshot2 - oneshot: " in stdout
+    n = len(result["ground_truth"]["archs"])
+    assert n == 6 and len(result["ground_truth"]["per_seed"]) == 2
+    # free predictors ranked against the same ground truth, each with an interval
+    assert [r["kind"] for r in result["baselines"]] == ["macs", "params", "depth", "enn"]
+    assert result["best_free"] in {"macs", "params", "depth", "enn"}
+    rows = {r["kind"]: r for r in result["kinds"]}
+    assert list(rows) == ["oneshot", "kshot2", "oneshot-ens3"]
+    for r in result["kinds"] + result["baselines"]:
+        lo, hi = r["tau_ci"]
+        assert -1 <= lo <= hi <= 1
+        assert r["diff_oneshot"]["point"] == pytest.approx(r["tau_mean"] - rows["oneshot"]["tau_mean"])
+        assert r["diff_best_free"]["against"] == result["best_free"] and len(r["diff_best_free"]["ci"]) == 2
+    for r in rows.values():  # every kind with each supernet seed, at one budget
+        assert r["seeds"] == [0, 1] and len(r["tau_per_seed"]) == 2 and [len(s) for s in r["scores"]] == [n, n]
+        assert r["tau_mean"] == pytest.approx(sum(r["tau_per_seed"]) / 2)
+        assert all(512 <= i <= 576 for i in r["images"])  # the ensemble's 3 members share the budget
+    assert rows["oneshot"]["diff_oneshot"]["ci"] == [0.0, 0.0]
+    # the vectorised tau-b of the bootstrap agrees with scipy's, ties and duplicated archs included
+    stats = _module("_stats")
+    x, y = [[3, 1, 2, 2, 5, 1]], [[0.1, 0.4, 0.3, 0.3, 0.2, 0.4]]
+    assert stats.tau_b_rows(x, y)[0] == pytest.approx(stats.tau_b(x[0], y[0]))
+    # the cached ground truth is reused; --merge replaces the one-shot row and keeps the others; --search runs
+    gt_file = Path(result["ground_truth"]["path"])
+    before = gt_file.read_bytes()
+    stdout, merged = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path), "--kinds", "oneshot", "--merge",
+                          "--search")
+    assert gt_file.read_bytes() == before
+    assert [r["kind"] for r in merged["kinds"]] == list(rows)
+    assert merged["kinds"][0]["scores"] == rows["oneshot"]["scores"]  # seeded: the same scores again
+    assert merged["kinds"][1]["scores"] == rows["kshot2"]["scores"]
+    picks = merged["search"]["picks"]
+    assert {p["kind"] for p in picks} == {"oneshot"} and all(0 <= p["gt_accuracy"] <= 1 for p in picks)
+    assert all(p["macs"] <= p["max_macs"] for p in picks) and len(merged["search"]["reference"]) == 2
+
+
+def _module(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_tabular_smoke(tmp_path):
