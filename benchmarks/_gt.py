@@ -124,7 +124,8 @@ def ground_truth(space: ok.SearchSpace, archs: list[dict[str, Any]], *, data: st
     runs = cached["runs"]
     per_seed = [[runs[f"{space.key(a)}|{s}"]["test_accuracy"] for a in archs] for s in seeds]
     pairs = [(i, j) for i in range(len(seeds)) for j in range(i + 1, len(seeds))]
-    ceiling = float(np.mean([ok.ranking_metrics(per_seed[i], per_seed[j])["kendall_tau"] for i, j in pairs]))
+    ceiling = float(np.mean([ok.ranking_metrics(per_seed[i], per_seed[j])["kendall_tau"] for i, j in pairs])) \
+        if pairs and len(archs) >= 2 else float("nan")
     return {"path": str(path), "settings": settings, "per_seed": per_seed, "seeds": list(seeds),
             "seed0": per_seed[0], "seed1": per_seed[1] if len(seeds) > 1 else per_seed[0],
             "mean": [float(v) for v in np.mean(per_seed, axis=0)], "ceiling": ceiling,

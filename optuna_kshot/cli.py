@@ -121,6 +121,21 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the exported subnet (default: 0)")
 
 
+def _add_retrain(p: argparse.ArgumentParser, *, run: bool = False) -> None:
+    p.add_argument("--retrain-epochs", type=int, default=10,
+                   help="epochs to retrain the chosen arch" + (" (0: skip retraining)" if run else "")
+                        + " (default: %(default)s)")
+    p.add_argument("--retrain-init", default="scratch", choices=("scratch", "inherited"),
+                   help="retrain from scratch or fine-tune the inherited supernet weights (default: %(default)s)")
+    p.add_argument("--retrain-lr", type=float, default=None,
+                   help="learning rate of the retraining (default: 0.1 from scratch, 0.01 inherited)")
+    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
+                   help="also retrain the reference arch (the most MACs under the budget) with the same budget, "
+                        "to show what the search bought (default: on)")
+    if not run:
+        p.add_argument("--out", default="runs/retrained", help="output directory (default: %(default)s)")
+
+
 def _add_monitoring(p: argparse.ArgumentParser, *, study: bool = False, report: bool = False) -> None:
     """Options that show a command's work in optuna-dashboard (see optuna_kshot.dashboard)."""
     if study:
@@ -166,10 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(p)
     _add_monitoring(p)
     _add_data(p)
-    p = sub.add_parser("run", help="the main job: train, search and export in one go on the built-in data")
+    p = sub.add_parser("retrain", help="train a trial's arch as a plain network and report its test accuracy")
+    p.add_argument("--checkpoint", default="runs/supernet.pt", help="trained supernet (default: %(default)s)")
+    p.add_argument("--storage", default="sqlite:///runs/study.db",
+                   help="Optuna storage of the searched study (default: %(default)s)")
+    p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
+    p.add_argument("--trial", type=int, default=None,
+                   help="trial number (default: the most accurate feasible Pareto-optimal trial)")
+    p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES,
+                   help="BN recalibration batches of 256 images (default: %(default)s)")
+    _add_retrain(p)
+    _add_monitoring(p)
+    _add_data(p)
+    p = sub.add_parser("run", help="the main job: train, search, export and retrain in one go on the built-in data")
     _add_train(p)
     _add_search(p, with_checkpoint=False)
     _add_export(p)
+    _add_retrain(p, run=True)
     _add_monitoring(p, report=True)
     _add_data(p)
     p.set_defaults(trials=60)
@@ -493,6 +521,7 @@ def _search(args: argparse.Namespace, data: Any) -> Any:
     objective.prepare(study)
     study.set_user_attr("space", space.to_config())
     study.set_user_attr("objectives", list(objectives))
+    study.set_user_attr("budgets", dict(objective.budgets))
     from .dashboard import TRAINING_ATTR, save_training
 
     history = state.get("history") or []
@@ -609,6 +638,82 @@ def _export(args: argparse.Namespace, data: Any, study: Any = None) -> Path:
     return out
 
 
+def _load_study(args: argparse.Namespace) -> Any:
+    import optuna
+
+    from .workers import make_storage
+
+    try:
+        return optuna.load_study(study_name=args.study_name, storage=make_storage(args.storage))
+    except KeyError:
+        raise UsageError(f"No study {args.study_name!r} in {args.storage!r}; run `optuna-kshot search` first.") \
+            from None
+
+
+def _retrain(args: argparse.Namespace, data: Any, study: Any = None, out: str | Path | None = None) -> Any:
+    """Retrain the picked trial's arch (and the reference arch) with the same budget; report test accuracy."""
+    from .export import save_subnet
+    from .retrain import reference_arch, retrain
+    from .training import TrainConfig
+
+    evaluator, space, state = _evaluator(args, data)
+    study = study if study is not None else _load_study(args)
+    trial = _pick_trial(study, args.trial)
+    lr = args.retrain_lr or (0.1 if args.retrain_init == "scratch" else 0.01)
+    config = TrainConfig(epochs=args.retrain_epochs, lr=lr, seed=args.seed)
+    curves: dict[str, list[Any]] = {}
+
+    def run(arch: Any, label: str) -> Any:
+        print(f"retraining the {label} arch {space.key(arch)} ({args.retrain_epochs} epochs, {args.retrain_init})",
+              flush=True)
+        result = retrain(evaluator.supernet, arch, data, config, init=args.retrain_init if label == "chosen" else
+                         "scratch", evaluator=evaluator, device=args.device, progress=not args.quiet)
+        curves[label] = result.history
+        return result
+
+    chosen = run(trial.params, "chosen")
+    reference = None
+    budgets = study.user_attrs.get("budgets", {})
+    budget = budgets.get("MACs") or (budgets["FLOPs"] / 2 if "FLOPs" in budgets else None)
+    if args.reference and evaluator.costs.available:
+        ref_arch = reference_arch(space, evaluator.costs, max_macs=budget, seed=args.seed)
+        reference = run(ref_arch, "reference")
+    out = Path(out or args.out)
+    meta = {"trial": trial.number, "study": study.study_name, "retrained": True, "init": chosen.init,
+            "epochs": args.retrain_epochs, "val_accuracy": chosen.val_accuracy, "test_accuracy": chosen.test_accuracy,
+            "supernet_score": evaluator.score(trial.params).accuracy}
+    if reference is not None:
+        meta["reference"] = {"arch_key": reference.key, "test_accuracy": reference.test_accuracy,
+                             "val_accuracy": reference.val_accuracy}
+    save_subnet(chosen.model, space, trial.params, out, metadata=meta,
+                example_input=evaluator.supernet.example_input())
+    costs = evaluator.costs(trial.params) if evaluator.costs.available else {}
+    line = (f"\nretrained trial {trial.number} ({chosen.key}): test accuracy {_acc(chosen.test_accuracy)} "
+            f"(val {chosen.val_accuracy:.4f}, supernet score {meta['supernet_score']:.4f}"
+            + (f", {costs['MACs']:,} MACs" if costs else "") + f") -> {out}/")
+    print(line)
+    if reference is not None:
+        ref_macs = evaluator.costs(reference.arch)["MACs"]
+        print(f"reference arch {reference.key} (the most MACs {'under the budget' if budget else 'sampled'}, "
+              f"{ref_macs:,} MACs), same budget: test accuracy {_acc(reference.test_accuracy)}")
+    study.set_user_attr("retrained", {k: v for k, v in meta.items() if k != "study"})
+    if getattr(args, "storage", None):
+        from .dashboard import save_retraining
+
+        save_retraining(study, curves)
+    if args.artifacts:
+        from .dashboard import upload_artifacts
+        from .export import SPEC_FILE, WEIGHTS_FILE
+
+        upload_artifacts(study, [out / WEIGHTS_FILE, out / SPEC_FILE], args.artifacts,
+                         prefix=f"trial{trial.number}_retrained_")
+    return chosen
+
+
+def _acc(value: float | None) -> str:
+    return "n/a (no test split)" if value is None else f"{value:.4f}"
+
+
 def _dashboard(args: argparse.Namespace) -> int:
     """optuna-dashboard on the storage, with the artifact store (blocks until interrupted)."""
     import socket
@@ -659,6 +764,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _search(args, data)
         elif args.command == "export":
             _export(args, data)
+        elif args.command == "retrain":
+            _retrain(args, data)
         else:
             import time
 
@@ -666,6 +773,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _train(args, data)
             study = _search(args, data)
             _export(args, data, study)
+            if args.retrain_epochs:
+                _retrain(args, data, study, out=Path(args.out).parent / "retrained")
             print(f"\ndone in {time.perf_counter() - start:.1f} s")
     except (UsageError, CheckpointError, FileNotFoundError, ValueError, TypeError, FloatingPointError) as e:
         if args.verbose:

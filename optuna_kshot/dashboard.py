@@ -41,6 +41,7 @@ FIGURE_IDS = {
     "code": "supernet-kshot-code",
     "groups": "supernet-group-losses",
     "ranking": "supernet-ranking-stability",
+    "retraining": "retraining",
 }
 # study user attribute with a summary of the training shown on the study (epochs, images, last loss, ...)
 TRAINING_ATTR = "supernet_training"
@@ -241,6 +242,25 @@ def save_training(
     summary = _training_summary(records)
     summary["figures"] = sorted(figures)
     study.set_user_attr(TRAINING_ATTR, summary)
+
+
+def save_retraining(study: optuna.Study, curves: Mapping[str, Sequence[Any]]) -> None:
+    """Put the retraining curves (train loss and accuracy per epoch of each retrained arch: the chosen one and the
+    reference) on ``study`` as a figure."""
+    from optuna_dashboard import save_plotly_graph_object
+
+    if not curves:
+        return
+    longest = max(curves.values(), key=len)
+    records = _records(longest)
+    left, right = [], []
+    for label, history in curves.items():
+        rs = _records(history)
+        left.append((f"{label}: train loss", _round(r["loss"] for r in rs)))
+        right.append((f"{label}: train accuracy", _round(r["accuracy"] for r in rs)))
+    fig = _figure("Retraining the chosen and the reference arch", records, left, ("train loss", "train accuracy"),
+                  right)
+    save_plotly_graph_object(study, fig, graph_object_id=FIGURE_IDS["retraining"])
 
 
 def training_callback(

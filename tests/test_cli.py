@@ -205,3 +205,29 @@ def test_monitor_stops_when_stable_warns_and_shows_on_the_study(tmp_path, capsys
 
     note = get_note(study)
     assert "## Ranking readiness" in note and "no better than macs" in note
+
+
+def test_run_retrains_the_chosen_and_the_reference_arch(tmp_path, capsys):
+    """The main job ends with a retrained model's test accuracy beside the reference arch's; `retrain` does the
+    same for any trial, from scratch or from the inherited weights."""
+    runs = tmp_path / "runs"
+    argv = ["run", "--space", "macro", "--width-mult", "0.0625", "--budget-images", "1024", "--quiet",
+            "--checkpoint", str(runs / "supernet.pt"), "--storage", f"sqlite:///{runs / 'study.db'}",
+            "--out", str(runs / "subnet"), "--trials", "4", "--retrain-epochs", "1", "--max-macs", "3e5",
+            "--monitor", "0"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "retrained trial" in out and "test accuracy" in out
+    assert "reference arch" in out and "under the budget" in out
+    spec = json.loads((runs / "retrained" / "subnet.json").read_text())
+    assert spec["retrained"] and 0 < spec["test_accuracy"] <= 1 and spec["reference"]["test_accuracy"] > 0
+    study = optuna.load_study(study_name="optuna-kshot", storage=f"sqlite:///{runs / 'study.db'}")
+    assert study.user_attrs["retrained"]["trial"] == spec["trial"]
+    model = load_subnet(runs / "retrained")
+    assert model.arch == spec["arch"]
+    trial = study.best_trials[-1].number
+    assert main(["retrain", "--checkpoint", str(runs / "supernet.pt"), "--storage", f"sqlite:///{runs / 'study.db'}",
+                 "--trial", str(trial), "--retrain-epochs", "1", "--retrain-init", "inherited", "--no-reference",
+                 "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    again = json.loads((tmp_path / "again" / "subnet.json").read_text())
+    assert again["trial"] == trial and again["init"] == "inherited" and "reference" not in again
