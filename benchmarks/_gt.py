@@ -54,7 +54,7 @@ def spread_sample(space: ok.SearchSpace, n: int, seed: int = 0) -> list[dict[str
     by_depth: dict[int, dict[str, dict[str, Any]]] = {}
     skippable = [c.name for c in space.choices if c.name.startswith("layer") and "skip" in c.options]
     for _ in range(40 * n):
-        arch = space.sample(rng)
+        arch = dict(space.sample(rng))
         keep = int(rng.integers(len(skippable) + 1))  # force a uniform number of skips, then sample the rest
         for name in rng.permutation(skippable)[: len(skippable) - keep]:
             arch[str(name)] = "skip"

@@ -20,6 +20,28 @@ Arch = dict[str, Any]
 _OPTION_TYPES = (bool, int, float, str)
 
 
+class ValidArch(dict):
+    """An arch that :meth:`SearchSpace.validate` checked: a read-only ``dict`` (equal to ``trial.params``) that
+    carries its space's token, so that passing it inward is not validated again."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, items: Any, token: object) -> None:
+        super().__init__(items)
+        self._token = token
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("A validated arch is read-only; copy it with dict(arch) to change it.")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self) -> Any:  # pickles (e.g. to worker processes) as a plain dict
+        return (dict, (dict(self),))
+
+    def copy(self) -> dict[str, Any]:  # type: ignore[override]
+        return dict(self)
+
+
 @dataclass(frozen=True)
 class Choice:
     """One decision of a search space: a name and its categorical options."""
@@ -84,6 +106,7 @@ class SearchSpace:
             raise ValueError("A SearchSpace needs at least one choice.")
         self._choices = choices
         self._by_name = {c.name: c for c in choices}
+        self._token = object()  # what archs validated by this space carry
 
     # ----------------------------------------------------------------------------------------- basics
     @property
@@ -122,12 +145,15 @@ class SearchSpace:
 
     # ------------------------------------------------------------------------------------- validation
     def validate(self, arch: Mapping[str, Any]) -> Arch:
-        """Check ``arch`` and return it as a new dict in choice order with the options' own values.
+        """Check ``arch`` and return it as a new read-only dict in choice order with the options' own values (an
+        arch this space validated already is returned as it is: validate at the boundary, pass it inward).
 
         Raises:
             TypeError: if ``arch`` is not a mapping.
             ValueError: naming a missing, unknown or bad choice and the allowed options.
         """
+        if type(arch) is ValidArch and arch._token is self._token:
+            return arch
         if not isinstance(arch, Mapping):
             raise TypeError(f"An arch must be a dict of choice name -> option, but got {type(arch).__name__}.")
         unknown = [k for k in arch if k not in self._by_name]
@@ -139,17 +165,17 @@ class SearchSpace:
         missing = [n for n in self.names if n not in arch]
         if missing:
             raise ValueError(f"The arch misses choices {missing!r}.")
-        return {c.name: c.options[c.index(arch[c.name])] for c in self._choices}
+        return ValidArch(((c.name, c.options[c.index(arch[c.name])]) for c in self._choices), self._token)
 
     # --------------------------------------------------------------------------------------- sampling
     def suggest(self, trial: Any) -> Arch:
-        """Suggest an arch from an Optuna trial with ``trial.suggest_categorical`` for every choice."""
-        return {c.name: trial.suggest_categorical(c.name, list(c.options)) for c in self._choices}
+        """Suggest an arch from an Optuna trial with ``trial.suggest_categorical`` for every choice (validated)."""
+        return self.validate({c.name: trial.suggest_categorical(c.name, list(c.options)) for c in self._choices})
 
     def sample(self, rng: np.random.Generator | int | None = None) -> Arch:
         """Sample an arch uniformly at random with a seeded generator (or a seed)."""
         rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-        return {c.name: c.options[int(rng.integers(len(c.options)))] for c in self._choices}
+        return ValidArch(((c.name, c.options[int(rng.integers(len(c.options)))]) for c in self._choices), self._token)
 
     def enumerate(self, *, limit: int = 1_000_000) -> Iterator[Arch]:
         """Yield every arch in a fixed order; refuses spaces with more than ``limit`` archs."""

@@ -86,3 +86,19 @@ def test_enumerate_size_key_roundtrip_one_hot(space):
 
 def test_config_roundtrip(space):
     assert space_from_config(space.to_config()) == space
+
+
+def test_validated_archs_are_read_only_and_not_validated_again():
+    space = SearchSpace([Choice("op", ("a", "b")), Choice("n", (1, 2))])
+    arch = space.validate({"op": "a", "n": 1})
+    assert arch == {"op": "a", "n": 1} and space.validate(arch) is arch  # passed inward as it is
+    with pytest.raises(TypeError, match="read-only"):
+        arch["op"] = "b"
+    changed = {**arch, "op": "b"}
+    assert space.validate(changed) == {"op": "b", "n": 1}
+    other = SearchSpace([Choice("op", ("a", "b")), Choice("n", (1, 2))])
+    assert other.validate(arch) is not arch  # another space checks it itself
+    assert space.sample(0) == space.validate(space.sample(0))
+    import pickle
+
+    assert type(pickle.loads(pickle.dumps(arch))) is dict
