@@ -176,7 +176,7 @@ def _fit(supernet: Any, space: ok.SearchSpace, data: ok.DataSplits, sampler: str
          seed: int) -> int:
     """Train ``supernet`` on ``budget`` images; return the images it saw."""
     config = ok.TrainConfig(budget_images=budget, batch_size=64, lr=lr, seed=seed)
-    sampler_ = ok.make_sampler(sampler, space, supernet=supernet)
+    sampler_ = ok.make_path_sampler(sampler, space, supernet=supernet)
     return ok.train_supernet(supernet, data.train, config, sampler=sampler_, progress=False).images
 
 

@@ -98,7 +98,7 @@ def kind_worker(kind: str, width: float, steps: int) -> dict:
         raise SystemExit("peak memory needs Linux's /proc/self/clear_refs")
     before = _status_mib("VmRSS")
     supernet = ok.make_supernet(space, KINDS[kind][0], seed=0, **KINDS[kind][1])
-    sampler = ok.make_sampler(KINDS[kind][2], space, supernet=supernet)
+    sampler = ok.make_path_sampler(KINDS[kind][2], space, supernet=supernet)
     paths = len(sampler.sample(np.random.default_rng(0)))
     train = data.train  # the budget in images sets the steps; a multi-path step uses one batch
     # warm-up excluded: one short run first, then the timed one (same budget in images for every kind)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     val = data.val.subset(torch.arange(128)) if args.smoke else data.val
     supernet = ok.make_supernet(space, seed=0)
     train_config = ok.TrainConfig(budget_images=256 if args.smoke else 64 * 20, batch_size=64)
-    ok.train_supernet(supernet, data.train, train_config, sampler=ok.UniformSampler(space), progress=False)
+    ok.train_supernet(supernet, data.train, train_config, sampler=ok.UniformPaths(space), progress=False)
 
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(n_archs)]
@@ -159,10 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
     arch = archs[0]
 
     def supernet_steps():
-        ok.train_supernet(supernet, step_data, step_config, sampler=ok.FixedSampler(space, arch), progress=False)
+        ok.train_supernet(supernet, step_data, step_config, sampler=ok.FixedPath(space, arch), progress=False)
 
     def standalone_steps():
-        ok.train_supernet(ok.build_subnet(space, arch), step_data, step_config, sampler=ok.FixedSampler(space, arch),
+        ok.train_supernet(ok.build_subnet(space, arch), step_data, step_config, sampler=ok.FixedPath(space, arch),
                           progress=False)
 
     super_step = _median_time(supernet_steps, 3) / (steps + 1)

@@ -145,7 +145,7 @@ def main() -> None:
           + ", ".join(f"{c.name}={list(c.options)}" for c in supernet.space.choices[:2]) + ", ...")
 
     config = ok.TrainConfig(epochs=1 if args.smoke else 3, batch_size=64, lr=0.05)
-    result = ok.train_supernet(supernet, train, config, sampler=ok.UniformSampler(supernet.space),
+    result = ok.train_supernet(supernet, train, config, sampler=ok.UniformPaths(supernet.space),
                                progress=not args.smoke)
     print(f"supernet trained: {result.images:,} images, {result.seconds:.0f} s, "
           f"last epoch loss {result.history[-1].loss:.3f}")

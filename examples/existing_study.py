@@ -36,7 +36,7 @@ def main() -> None:
     # Train the supernet once (SPOS: one uniformly sampled path per step).
     supernet = ok.make_supernet(space, seed=0)
     config = ok.TrainConfig(epochs=1 if args.smoke else 4, budget_images=512 if args.smoke else None)
-    ok.train_supernet(supernet, data.train, config, sampler=ok.UniformSampler(space), progress=not args.smoke)
+    ok.train_supernet(supernet, data.train, config, sampler=ok.UniformPaths(space), progress=not args.smoke)
 
     # Score the study's trials with it.
     evaluator = ok.SupernetEvaluator(supernet, space, data.train, data.val, calib_batches=2 if args.smoke else 4)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .space import Choice, SearchSpace
+from .searchspace import Choice, SearchSpace
 
 __all__ = ["OpChoice", "ValueChoice", "Skip", "Zero", "use_arch", "current_arch", "chosen", "discover_space",
            "choice_modules"]
@@ -161,7 +161,7 @@ def choice_modules(model: nn.Module) -> list[tuple[str, OpChoice | ValueChoice]]
 
 
 def discover_space(model: nn.Module) -> SearchSpace:
-    """The search space a model's choices define: one :class:`~optuna_kshot.space.Choice` per distinct name, in
+    """The search space a model's choices define: one :class:`~optuna_kshot.searchspace.Choice` per distinct name, in
     the order the choices are registered. Choices that share a name are one decision.
 
     Raises:

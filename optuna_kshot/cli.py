@@ -254,7 +254,7 @@ def _user_model(spec: str, data: Any) -> tuple[Any, Any]:
 
 
 def _train(args: argparse.Namespace, data: Any) -> Path:
-    from .sampling import make_sampler
+    from .paths import default_path_sampler, make_path_sampler
     from .supernets import load_supernet, make_supernet, supernet_metadata
     from .training import TrainConfig, init_distributed_from_env, train_supernet
 
@@ -278,8 +278,6 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
                     from None
         if args.fewshot_width is not None:
             options["width_ratio"] = args.fewshot_width
-    if args.path_sampler is None:
-        args.path_sampler = "balanced" if args.supernet == "fewshot" else "uniform"
     if args.stabilizer:
         options["stabilizer"] = True
     base = None
@@ -295,6 +293,8 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
         options["example_input"] = example
     supernet = make_supernet(source, args.supernet, seed=args.seed, base=base, **options)
     space = supernet.space
+    if args.path_sampler is None:
+        args.path_sampler = default_path_sampler(supernet)
     metadata = supernet_metadata(supernet, data=data.name, path_sampler=args.path_sampler,
                                  init_from=args.init_from, model_spec=args.model)
     study = _training_study(args) if args.storage and rank == 0 else None
@@ -316,7 +316,7 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
         callbacks.append(training_callback(study, config=shown, history=_earlier_history(args)))
     result = train_supernet(
         supernet, data.train, config,
-        sampler=make_sampler(args.path_sampler, space, seed=args.seed, supernet=supernet),
+        sampler=make_path_sampler(args.path_sampler, space, seed=args.seed, supernet=supernet),
         device=args.device, checkpoint=args.checkpoint, resume=not args.restart, progress=not args.quiet,
         callbacks=callbacks, metadata=metadata, monitor=monitor,
     )
@@ -386,37 +386,15 @@ def _verdict(args: argparse.Namespace, supernet: Any, data: Any, monitor: Any) -
     return verdict(history, truth=truth, supernet_scores=scores, free=free)
 
 
-def _objective_names(args: argparse.Namespace) -> tuple[str, ...]:
-    from .objective import OBJECTIVES
-
-    names = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
-    bad = [o for o in names if o not in OBJECTIVES]
-    if bad or not names or len(set(names)) != len(names):
-        raise UsageError(f"--objectives takes distinct names from {','.join(OBJECTIVES)}, not {args.objectives!r}.")
-    return names
-
-
 def _training_study(args: argparse.Namespace) -> Any:
     """The study that ``train --storage`` shows its training on (created with the objectives' directions)."""
-    import warnings
-
     import optuna
 
-    from .objective import OBJECTIVES
+    from .objective import open_study
     from .workers import make_storage
 
-    names = _objective_names(args)
-    directions = [OBJECTIVES[o][0] for o in names]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=make_storage(args.storage), study_name=args.study_name,
-                                directions=directions, load_if_exists=True)
-    if [d.name.lower() for d in study.directions] != directions:
-        raise UsageError(f"Study {args.study_name!r} optimises {[d.name.lower() for d in study.directions]}, "
-                         f"not {directions} as --objectives {args.objectives} needs; pick another --study-name.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([OBJECTIVES[o][1] for o in names])
-    return study
+    return open_study(args.objectives, storage=make_storage(args.storage), study_name=args.study_name)
 
 
 def _earlier_history(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -454,24 +432,6 @@ def _report_dir(args: argparse.Namespace) -> Path:
     return Path("runs") / "reports" / args.study_name
 
 
-def _ground_truth(state: dict[str, Any]) -> dict[str, float] | None:
-    """GT accuracy by arch key when the supernet's space and data have a table here (NAS-Bench-Macro or -201 on
-    CIFAR), for the ranking quality in the study's note and report."""
-    from .tables import TableEvaluator
-
-    kind, data = state.get("space", {}).get("kind"), state.get("data")
-    try:
-        if kind == "macro" and data == "cifar10":
-            table = TableEvaluator.macro()
-        elif kind == "nb201" and data in ("cifar10", "cifar100"):
-            table = TableEvaluator.nb201(data)
-        else:
-            return None
-        return {key: table.score(table.space.from_key(key)).accuracy for key in table.table}
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 def _load(args: argparse.Namespace, data: Any) -> tuple[Any, Any, dict[str, Any]]:
     """The trained supernet of ``--checkpoint``; a model of the user's comes from ``--model`` or the spec the
     checkpoint recorded."""
@@ -504,21 +464,20 @@ def _evaluator(args: argparse.Namespace, data: Any) -> tuple[Any, Any, dict[str,
 def _search(args: argparse.Namespace, data: Any) -> Any:
     import optuna
 
-    from .objective import SupernetObjective
-    from .workers import make_storage, run_worker
+    from .objective import SupernetObjective, open_study, parse_objectives
+    from .tables import ground_truth_for
+    from .workers import make_storage, run_workers
 
     evaluator, space, state = _evaluator(args, data)
-    objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    objectives = parse_objectives(args.objectives)
     objective = SupernetObjective(
         evaluator, objectives=objectives, max_macs=args.max_macs, max_flops=args.max_flops,
         max_params=args.max_params,
         user_attrs={"supernet_kind": state["supernet"]["kind"], "checkpoint": str(args.checkpoint)},
     )
     storage = make_storage(args.storage, heartbeat_interval=args.heartbeat, grace_period=4 * args.heartbeat)
-    study = optuna.create_study(storage=storage, study_name=args.study_name,
-                                directions=objective.directions, sampler=_sampler(args.sampler, args.seed),
-                                load_if_exists=True)
-    objective.prepare(study)
+    study = open_study(objectives, storage=storage, study_name=args.study_name,
+                       sampler=_sampler(args.sampler, args.seed))
     study.set_user_attr("space", space.to_config())
     study.set_user_attr("objectives", list(objectives))
     study.set_user_attr("budgets", dict(objective.budgets))
@@ -532,16 +491,9 @@ def _search(args: argparse.Namespace, data: Any) -> Any:
         save_training(study, history, config=shown)  # a study searched from an existing checkpoint
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # --trials is the study's total: workers started on the same storage share it and stop together
-    if args.n_jobs > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(args.n_jobs) as pool:
-            list(pool.map(lambda i: run_worker(study, objective, args.trials, show_progress_bar=i == 0
-                                               and not args.quiet), range(args.n_jobs)))
-    else:
-        run_worker(study, objective, args.trials, show_progress_bar=not args.quiet)
+    run_workers(study, objective, args.trials, n_jobs=args.n_jobs, show_progress_bar=not args.quiet)
     _print_front(study, objective.metric_names)
-    _report(args, study, history, shown, _ground_truth(state))
+    _report(args, study, history, shown, ground_truth_for(state.get("space", {}), state.get("data")))
     return study
 
 
@@ -550,7 +502,8 @@ def _report(args: argparse.Namespace, study: Any, history: list[dict[str, Any]],
     """After a search: the note with the search summary, the report files, and the artifacts."""
     from optuna.trial import TrialState
 
-    from .dashboard import save_training, upload_artifacts, write_report
+    from .dashboard import save_training, upload_artifacts
+    from .report import write_report
 
     save_training(study, history, config=shown, truth=truth)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -580,46 +533,25 @@ def _print_front(study: Any, metric_names: list[str]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
-def _pick_trial(study: Any, number: int | None) -> Any:
-    from optuna.trial import TrialState
-
-    if number is not None:
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number == number:
-                return t
-        raise UsageError(f"Study {study.study_name!r} has no completed trial number {number}.")
-    if not study.best_trials:
-        raise UsageError(f"Study {study.study_name!r} has no completed feasible trial to export.")
-    return max(study.best_trials, key=lambda t: t.user_attrs.get("accuracy", t.values[0]))
-
-
 def _export(args: argparse.Namespace, data: Any, study: Any = None) -> Path:
-    import optuna
-
     from .evaluation import evaluate_model
     from .export import save_subnet
+    from .objective import pick_trial
 
     evaluator, space, state = _evaluator(args, data)
-    if study is None:
-        try:
-            from .workers import make_storage
-
-            study = optuna.load_study(study_name=args.study_name, storage=make_storage(args.storage))
-        except KeyError:
-            raise UsageError(f"No study {args.study_name!r} in {args.storage!r}; run `optuna-kshot search` first.") \
-                from None
-    trial = _pick_trial(study, args.trial)
+    study = study if study is not None else _load_study(args)
+    trial = pick_trial(study, args.trial)
     arch = space.validate(trial.params)
     subnet = evaluator.subnet(arch, deploy=True)  # stabilizers (if any) dropped, BN recalibrated for that
     accuracy, _ = evaluate_model(subnet, data.val, device=evaluator.device)
     meta = {"trial": trial.number, "study": study.study_name, "val_accuracy": accuracy,
             "supernet_score": evaluator.score(arch).accuracy, "supernet": state["supernet"]}
     if args.finetune_epochs:
-        from .sampling import FixedSampler
+        from .paths import FixedPath
         from .training import TrainConfig, train_supernet
 
         train_supernet(subnet, data.train, TrainConfig(epochs=args.finetune_epochs, lr=0.01, seed=args.seed),
-                       sampler=FixedSampler(space, arch), device=args.device, progress=not args.quiet)
+                       sampler=FixedPath(space, arch), device=args.device, progress=not args.quiet)
         meta["finetuned_val_accuracy"], _ = evaluate_model(subnet, data.val, device=evaluator.device)
         meta["finetune_epochs"] = args.finetune_epochs
     out = save_subnet(subnet, space, arch, args.out, metadata=meta, example_input=evaluator.supernet.example_input())
@@ -653,12 +585,13 @@ def _load_study(args: argparse.Namespace) -> Any:
 def _retrain(args: argparse.Namespace, data: Any, study: Any = None, out: str | Path | None = None) -> Any:
     """Retrain the picked trial's arch (and the reference arch) with the same budget; report test accuracy."""
     from .export import save_subnet
+    from .objective import pick_trial
     from .retrain import reference_arch, retrain
     from .training import TrainConfig
 
     evaluator, space, state = _evaluator(args, data)
     study = study if study is not None else _load_study(args)
-    trial = _pick_trial(study, args.trial)
+    trial = pick_trial(study, args.trial)
     lr = args.retrain_lr or (0.1 if args.retrain_init == "scratch" else 0.01)
     config = TrainConfig(epochs=args.retrain_epochs, lr=lr, seed=args.seed)
     curves: dict[str, list[Any]] = {}

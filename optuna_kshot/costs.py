@@ -12,24 +12,23 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
-from .space import SearchSpace
+from .searchspace import SearchSpace
 
 __all__ = ["ArchCosts", "measure_costs", "COST_NAMES"]
 
 COST_NAMES = ("MACs", "FLOPs", "params")
 
 
-@torch.no_grad()
-def measure_costs(subnet: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
-    """MACs, FLOPs and parameters of a plain module for one sample of ``example_input`` (eval mode)."""
+def measure_costs(subnet: Any, example_input: Any) -> dict[str, int]:
+    """MACs, FLOPs and parameters of a plain module (``nn.Module``) for one sample of ``example_input`` (eval
+    mode)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     was_training = subnet.training
     subnet.eval()
     try:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
             subnet(example_input[:1])
     finally:
         subnet.train(was_training)

@@ -8,7 +8,6 @@ idx files (:func:`load_fashion_mnist`) and torchvision datasets on disk (:func:`
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import math
 import os
@@ -23,7 +22,7 @@ import torch
 
 __all__ = [
     "ArrayDataset", "DataSplits", "stratified_split", "load_default", "load_fashion_mnist",
-    "load_torchvision", "load_data", "make_default_npz", "DEFAULT_NPZ", "FASHION_MNIST_DIR",
+    "load_torchvision", "load_data", "read_fashion_mnist", "DEFAULT_NPZ", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ DEFAULT_NPZ = Path(__file__).parent / "_data" / "fashion_mnist_small.npz"
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
               "t10k-labels-idx1-ubyte")
-_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
             "Ankle boot")
 # name -> (torchvision class, number of classes, layout of its `.data`)
 _TORCHVISION = {
@@ -298,8 +297,9 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims).copy()
 
 
-def _read_fashion_mnist(directory: str | os.PathLike | None) -> tuple[np.ndarray, ...]:
-    """(train images NCHW, train labels, test images, test labels) from the idx files in ``directory``."""
+def read_fashion_mnist(directory: str | os.PathLike | None) -> tuple[np.ndarray, ...]:
+    """(train images NCHW, train labels, test images, test labels) from the Fashion-MNIST idx files in ``directory``
+    (default: where the Debian package dataset-fashion-mnist puts them), as uint8/int arrays."""
     folder = Path(FASHION_MNIST_DIR if directory is None else directory)
     hint = (f"Install it with `apt-get install dataset-fashion-mnist` (files in {FASHION_MNIST_DIR}) "
             "or pass the directory holding the idx files.")
@@ -328,7 +328,7 @@ def load_fashion_mnist(directory: str | os.PathLike | None = None, *, val_size: 
     Validation is a stratified subset of ``val_size`` images of the 60k training file chosen with ``seed``;
     train is the rest and test the t10k file. Normalisation statistics come from the train split.
     """
-    x_train, y_train, x_test, y_test = _read_fashion_mnist(directory)
+    x_train, y_train, x_test, y_test = read_fashion_mnist(directory)
     return _splits(x_train, y_train, x_test, y_test, val_size=val_size, seed=seed, num_classes=10,
                    name="fashion-mnist")
 
@@ -390,34 +390,3 @@ def load_data(spec: str) -> DataSplits:
     raise ValueError(f"Unknown data spec {spec!r}. Use 'default' (built-in subset), 'fashion-mnist' or "
                      f"'fashion-mnist:DIR' (idx files), '{{{others}}}:DIR' (torchvision data in DIR), or "
                      "'package.module:function' (a function of yours returning the splits).")
-
-
-def make_default_npz(source_dir: str | os.PathLike, out_path: str | os.PathLike, *,
-                     train_per_class: int = 500, val_per_class: int = 100, test_per_class: int = 100,
-                     seed: int = 0) -> None:
-    """Build the shipped data file from the Fashion-MNIST idx files as seeded stratified subsets.
-
-    Train and val are disjoint subsets of the 60k training file, test a subset of t10k. The file holds
-    uint8 images (N, 1, 28, 28) and int64 labels per split, plus a JSON ``provenance`` string.
-    """
-    x_train, y_train, x_test, y_test = _read_fashion_mnist(source_dir)
-    rng = np.random.default_rng(_check_int("seed", seed, 0))
-    val, rest = stratified_split(y_train, per_class=val_per_class, seed=rng)
-    train = rest[stratified_split(y_train[rest], per_class=train_per_class, seed=rng)[0]]
-    test, _ = stratified_split(y_test, per_class=test_per_class, seed=rng)
-    out: dict[str, np.ndarray] = {}
-    for split, images, labels, index in (("train", x_train, y_train, train), ("val", x_train, y_train, val),
-                                         ("test", x_test, y_test, test)):
-        out[f"images_{split}"], out[f"labels_{split}"] = images[index], labels[index].astype(np.int64)
-    provenance = {
-        "name": "fashion-mnist-small", "made_by": "optuna_kshot.data.make_default_npz",
-        "source": "Fashion-MNIST by Zalando Research (https://github.com/zalandoresearch/fashion-mnist), "
-                  "idx files from the Debian package dataset-fashion-mnist",
-        "license": "MIT", "seed": seed, "classes": list(_CLASSES),
-        "per_class": {"train": train_per_class, "val": val_per_class, "test": test_per_class},
-        "counts": {s: len(out[f"labels_{s}"]) for s in ("train", "val", "test")},
-    }
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "wb") as f:
-        np.savez_compressed(f, **out, provenance=np.array(json.dumps(provenance)))
-    _logger.info("Wrote %s with %s images.", out_path, provenance["counts"])

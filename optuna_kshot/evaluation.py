@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,23 +20,13 @@ from .costs import ArchCosts
 from .defaults import CALIB_BATCHES
 from .devices import resolve_device
 from .loaders import as_split
-from .space import SearchSpace
+from .scores import Score
+from .searchspace import SearchSpace
 
 __all__ = ["Score", "SupernetEvaluator", "EnsembleEvaluator", "recalibrate_bn", "evaluate_model", "BN_MODES"]
 
 _logger = logging.getLogger(__name__)
 BN_MODES = ("recalibrate", "batch")
-
-
-@dataclass(frozen=True)
-class Score:
-    """What scoring an arch gives."""
-
-    accuracy: float
-    loss: float | None
-    seconds: float
-    key: str
-    extra: Mapping[str, Any]
 
 
 def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -22,7 +22,7 @@ from torch import nn
 from .checkpoint import CheckpointError
 from .costs import ArchCosts, measure_costs
 from .nn import build_subnet, has_network
-from .space import SearchSpace
+from .searchspace import SearchSpace
 from .spaces import space_from_config
 
 __all__ = ["save_subnet", "load_subnet", "WEIGHTS_FILE", "SPEC_FILE", "PROGRAM_FILE"]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .space import Arch, SearchSpace
+from .searchspace import Arch, SearchSpace
 
 __all__ = ["RankingMonitor", "ProbeCheck", "verdict", "free_predictors", "arch_enn", "kendall"]
 

@@ -10,9 +10,9 @@ from typing import Any, Protocol
 import optuna
 
 from .costs import ArchCosts
-from .space import SearchSpace
+from .searchspace import SearchSpace
 
-__all__ = ["SupernetObjective", "Evaluator", "OBJECTIVES"]
+__all__ = ["SupernetObjective", "Evaluator", "OBJECTIVES", "parse_objectives", "open_study", "pick_trial"]
 
 _logger = logging.getLogger(__name__)
 
@@ -23,6 +23,57 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "flops": ("minimize", "FLOPs"),
     "params": ("minimize", "params"),
 }
+
+
+def parse_objectives(objectives: str | Sequence[str]) -> tuple[str, ...]:
+    """Objective names from a comma-separated string or a sequence, checked: distinct names of
+    :data:`OBJECTIVES`."""
+    names = tuple(o.strip() for o in objectives.split(",")) if isinstance(objectives, str) else tuple(objectives)
+    names = tuple(n for n in names if n)
+    bad = [o for o in names if o not in OBJECTIVES]
+    if bad or not names or len(set(names)) != len(names):
+        raise ValueError(f"`objectives` must be distinct names from {','.join(OBJECTIVES)}, but got "
+                         f"{objectives!r}.")
+    return names
+
+
+def open_study(objectives: str | Sequence[str], *, load_if_exists: bool = True, **kwargs: Any) -> optuna.Study:
+    """``optuna.create_study`` (``storage``, ``study_name``, ``sampler``, ... as keywords) with the objectives'
+    directions and metric names, loading an existing study of that name by default; a loaded study whose
+    directions differ is refused with a ``ValueError``. Pass ``sampler`` explicitly for a search (Optuna 5's
+    default multi-objective sampler is TPE)."""
+    names = parse_objectives(objectives)
+    directions = [OBJECTIVES[o][0] for o in names]
+    study = optuna.create_study(directions=directions, load_if_exists=load_if_exists, **kwargs)
+    _check_and_name(study, names)
+    return study
+
+
+def _check_and_name(study: optuna.Study, names: Sequence[str]) -> None:
+    directions = [OBJECTIVES[o][0] for o in names]
+    if [d.name.lower() for d in study.directions] != directions:
+        raise ValueError(
+            f"The study {study.study_name!r} optimises {[d.name.lower() for d in study.directions]}, but the "
+            f"objectives {list(names)!r} need {directions}; use another study (name)."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVES[o][1] for o in names])
+
+
+def pick_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.FrozenTrial:
+    """The trial to export or retrain: trial ``number``, or by default the most accurate feasible Pareto-optimal
+    trial (Optuna keeps infeasible trials out of ``best_trials``). ``ValueError`` when there is none."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if number is not None:
+        for t in complete:
+            if t.number == number:
+                return t
+        raise ValueError(f"Study {study.study_name!r} has no completed trial number {number}.")
+    best = study.best_trials if complete else []
+    if not best:
+        raise ValueError(f"Study {study.study_name!r} has no completed feasible trial.")
+    return max(best, key=lambda t: t.user_attrs.get("accuracy", t.values[0]))
 
 
 class Evaluator(Protocol):
@@ -64,14 +115,7 @@ class SupernetObjective:
         max_params: float | None = None,
         user_attrs: Mapping[str, Any] | None = None,
     ) -> None:
-        if isinstance(objectives, str):
-            objectives = (objectives,)
-        objectives = tuple(objectives)
-        bad = [o for o in objectives if o not in OBJECTIVES]
-        if bad or not objectives or len(set(objectives)) != len(objectives):
-            raise ValueError(
-                f"`objectives` must be distinct names from {list(OBJECTIVES)!r}, but got {list(objectives)!r}."
-            )
+        objectives = parse_objectives(objectives)
         self.budgets: dict[str, float] = {}
         for name, value in (("MACs", max_macs), ("FLOPs", max_flops), ("params", max_params)):
             if value is not None:
@@ -102,22 +146,11 @@ class SupernetObjective:
     def create_study(self, **kwargs: Any) -> optuna.Study:
         """``optuna.create_study`` with this objective's directions and metric names. Pass ``sampler``
         explicitly (Optuna 5's default multi-objective sampler is TPE)."""
-        study = optuna.create_study(directions=self.directions, **kwargs)
-        self.prepare(study)
-        return study
+        return open_study(self.objectives, **{"load_if_exists": False, **kwargs})
 
     def prepare(self, study: optuna.Study) -> None:
         """Check an existing study's directions and set its metric names."""
-        expected = [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE
-                    for d in self.directions]
-        if list(study.directions) != expected:
-            raise ValueError(
-                f"The study optimises {[d.name.lower() for d in study.directions]}, but the objectives "
-                f"{list(self.objectives)!r} need {self.directions}."
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(self.metric_names)
+        _check_and_name(study, self.objectives)
 
     # ------------------------------------------------------------------------------------------ trials
     def measures(self, arch: Mapping[str, Any]) -> dict[str, float]:

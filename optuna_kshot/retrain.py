@@ -20,8 +20,8 @@ from torch import nn
 
 from .costs import ArchCosts
 from .evaluation import evaluate_model
-from .sampling import FixedSampler
-from .space import Arch, SearchSpace
+from .paths import FixedPath
+from .searchspace import Arch, SearchSpace
 from .training import EpochRecord, TrainConfig, train_supernet
 
 __all__ = ["RetrainResult", "retrain", "reference_arch", "INITS"]
@@ -48,7 +48,7 @@ def _fresh_subnet(supernet: Any, arch: Arch, seed: int) -> nn.Module:
     """A freshly initialised plain network of ``arch``: the built-in space's subnet, or the user's exported
     subnet with every module's ``reset_parameters()`` called (seeded)."""
     from .nn import build_subnet, has_network
-    from .supernets._seed import seeded
+    from .seeding import seeded
 
     space: SearchSpace = supernet.space
     if has_network(space):
@@ -99,7 +99,7 @@ def retrain(
 
             evaluator = SupernetEvaluator(supernet, None, data.train, data.val, device=device)
         model = copy.deepcopy(evaluator.subnet(arch, deploy=True))
-    result = train_supernet(model, data.train, config, sampler=FixedSampler(space, arch), device=device,
+    result = train_supernet(model, data.train, config, sampler=FixedPath(space, arch), device=device,
                             progress=progress, callbacks=callbacks)
     val_accuracy, val_loss = evaluate_model(model, data.val, device=device)
     test = getattr(data, "test", None)

@@ -12,8 +12,8 @@ from torch import nn
 from .data import DataSplits
 from .evaluation import evaluate_model
 from .nn import build_subnet
-from .sampling import FixedSampler
-from .space import SearchSpace
+from .paths import FixedPath
+from .searchspace import SearchSpace
 from .training import EpochRecord, TrainConfig, train_supernet
 
 __all__ = ["StandaloneResult", "train_standalone"]
@@ -45,7 +45,7 @@ def train_standalone(
     accuracy (BN running statistics of its own training, as for any plain network)."""
     arch = space.validate(arch)
     model = build_subnet(space, arch, seed=config.seed)
-    result = train_supernet(model, data.train, config, sampler=FixedSampler(space, arch), device=device,
+    result = train_supernet(model, data.train, config, sampler=FixedPath(space, arch), device=device,
                             progress=progress)  # a plain model: the loop ignores the (fixed) arch
     val_acc, val_loss = evaluate_model(model, data.val, device=device)
     test_acc, _ = evaluate_model(model, data.test, device=device)

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .evaluation import Score
-from .space import SearchSpace
+from .scores import Score
+from .searchspace import SearchSpace
 
 __all__ = [
     "load_macro_table", "load_nb201_table", "clean_nb201_table", "MACRO_ENV", "MACRO_TABLE", "NB201_NUM_CLASSES",
@@ -183,3 +183,19 @@ class TableEvaluator:
                 "of its seeds has the cell's parameter count)."
             ) from None
         return Score(accuracy=float(self._accuracy(record)) / 100.0, loss=None, seconds=0.0, key=key, extra={})
+
+
+def ground_truth_for(space_config: Mapping[str, Any], data: str | None) -> dict[str, float] | None:
+    """Ground-truth accuracy by arch key when a space (its config) and data have a table here (NAS-Bench-Macro on
+    CIFAR-10, NAS-Bench-201 on CIFAR-10/100), else None: for the ranking quality in a study's note and report."""
+    kind = space_config.get("kind")
+    try:
+        if kind == "macro" and data == "cifar10":
+            table = TableEvaluator.macro()
+        elif kind == "nb201" and data in ("cifar10", "cifar100"):
+            table = TableEvaluator.nb201(data)
+        else:
+            return None
+        return {key: table.score(table.space.from_key(key)).accuracy for key in table.table}
+    except (FileNotFoundError, ValueError):
+        return None

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from .choices import OpChoice, Skip
-from .space import SearchSpace
+from .searchspace import SearchSpace
 
 __all__ = ["SupernetContractSuite", "KINDS"]
 
@@ -126,10 +126,10 @@ class SupernetContractSuite:
 
     def train(self, supernet: nn.Module, data: tuple[Any, Any], steps: int = 4, checkpoint: Any = None,
               metadata: Mapping[str, Any] | None = None) -> None:
-        from .sampling import make_sampler
+        from .paths import make_path_sampler
         from .training import TrainConfig, train_supernet
 
-        sampler = make_sampler("balanced" if supernet.kind == "fewshot" else "uniform", supernet.space,
+        sampler = make_path_sampler("balanced" if supernet.kind == "fewshot" else "uniform", supernet.space,
                                supernet=supernet)
         paths = len(sampler.sample(np.random.default_rng(0)))
         config = TrainConfig(budget_images=steps * 8 * paths, batch_size=8, lr=0.05, seed=self.seed)

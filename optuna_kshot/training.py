@@ -23,7 +23,7 @@ from torch import nn
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .devices import resolve_device
 from .monitor import RankingMonitor
-from .sampling import PathSampler
+from .paths import PathSampler
 from .supernets.contract import TrainingPhase, default_parameter_groups
 
 __all__ = [

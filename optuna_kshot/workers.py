@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["make_storage", "run_worker", "recover_dead_workers"]
+__all__ = ["make_storage", "run_worker", "run_workers", "recover_dead_workers"]
 
 _logger = logging.getLogger(__name__)
 _LIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -157,3 +157,20 @@ def run_worker(
     finally:
         bar.close()
     return done
+
+
+def run_workers(study: optuna.Study, objective: Callable[[optuna.Trial], Any], n_trials: int, *, n_jobs: int = 1,
+                show_progress_bar: bool = False) -> int:
+    """:func:`run_worker` in ``n_jobs`` threads of this process (scoring is thread-safe); together with workers in
+    other processes on the same storage they finish ``n_trials`` COMPLETE trials. Returns how many these threads
+    completed."""
+    if not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(f"`n_jobs` must be a positive int, but got {n_jobs!r}.")
+    if n_jobs == 1:
+        return run_worker(study, objective, n_trials, show_progress_bar=show_progress_bar)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(n_jobs) as pool:
+        done = pool.map(lambda i: run_worker(study, objective, n_trials,
+                                             show_progress_bar=show_progress_bar and i == 0), range(n_jobs))
+        return sum(done)

@@ -19,7 +19,7 @@ def tiny_setup(kind: str):
     options = {"kshot": {"k": 2, "warmup_fraction": 0.25, "simplex_chunks": 2},
                "fewshot": {"split": "enn", "thresholds": [6]}}.get(kind, {})
     supernet = ok.make_supernet(space, kind, seed=0, **options)
-    sampler = ok.make_sampler("balanced" if kind == "fewshot" else "uniform", space, supernet=supernet)
+    sampler = ok.make_path_sampler("balanced" if kind == "fewshot" else "uniform", space, supernet=supernet)
     config = ok.TrainConfig(budget_images=64 * int(os.environ.get("DDP_STEPS", "8")), batch_size=64, lr=0.05, seed=0,
                             label_smoothing=0.0)
     return supernet, train, config, sampler

@@ -97,6 +97,7 @@ def test_help_is_fast_and_lists_commands():
     assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines()}
 
 
+@pytest.mark.slow
 def test_example_existing_study_smoke():
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "existing_study.py"), "--smoke"],
                          capture_output=True, text=True, timeout=300)
@@ -104,6 +105,7 @@ def test_example_existing_study_smoke():
     assert "6 trials; best accuracy" in out.stdout
 
 
+@pytest.mark.slow
 def test_example_custom_model_smoke(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_model.py"), "--smoke", "--out",
                           str(tmp_path)], capture_output=True, text=True, timeout=600)
@@ -113,6 +115,7 @@ def test_example_custom_model_smoke(tmp_path):
     assert (tmp_path / "subnet" / "subnet.pt2").is_file()
 
 
+@pytest.mark.slow
 def test_sigkilled_training_resumes_to_the_same_result(tmp_path):
     import signal
     import time

@@ -3,7 +3,6 @@
 The browser tests are skipped only when Chromium is missing outside CI (``$CI`` set: they fail instead).
 """
 
-import csv
 import json
 import os
 import shutil
@@ -13,7 +12,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import warnings
 from html.parser import HTMLParser
 
 import optuna
@@ -25,13 +23,13 @@ from optuna_kshot.dashboard import (
     FIGURE_IDS,
     TRAINING_ATTR,
     save_training,
-    search_summary,
     training_callback,
     training_figures,
     upload_artifacts,
-    write_report,
 )
 from optuna_kshot.training import EpochRecord
+
+from .helpers import new_study
 
 CONFIG = {"space": {"kind": "macro", "width_mult": 0.0625}, "supernet": {"kind": "kshot", "options": {"k": 2}},
           "data": "tiny", "config": {"epochs": 3, "lr": 0.1}}
@@ -41,11 +39,6 @@ def _history(n, **extra):
     return [EpochRecord(epoch=e, step=10 * (e + 1), images=640 * (e + 1), loss=2.3 - 0.1 * e, accuracy=0.1 + 0.05 * e,
                         lr=0.1, seconds=1.5 * (e + 1), extra={k: v - 0.01 * e for k, v in extra.items()})
             for e in range(n)]
-
-
-def _study(tmp_path, name="s", directions=("maximize", "minimize")):
-    return optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name=name,
-                               directions=list(directions), load_if_exists=True)
 
 
 def _graph_objects(study_name, url):
@@ -87,7 +80,7 @@ def test_training_figures_refuse_foreign_records():
 
 def test_save_training_replaces_figures_and_note(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = _study(tmp_path)
+    study = new_study(tmp_path)
     save_training(study, _history(1, code_entropy=0.6, code_spread=0.1), config=CONFIG)
     save_training(study, _history(3, code_entropy=0.6, code_spread=0.1), config=CONFIG)
     figures = _graph_objects("s", url)
@@ -105,7 +98,7 @@ def test_save_training_replaces_figures_and_note(tmp_path):
 
 
 def test_training_callback_keeps_the_resumed_epochs(tmp_path):
-    study = _study(tmp_path)
+    study = new_study(tmp_path)
     history = _history(4)
     callback = training_callback(study, config=CONFIG, history=[r.__dict__ for r in history[:2]])
     for record in history[2:]:
@@ -116,7 +109,7 @@ def test_training_callback_keeps_the_resumed_epochs(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ artifacts
 def test_upload_artifacts(tmp_path):
-    study = _study(tmp_path)
+    study = new_study(tmp_path)
     (tmp_path / "subnet.pt").write_bytes(b"weights")
     store = tmp_path / "artifacts"
     (first,) = upload_artifacts(study, [tmp_path / "subnet.pt"], store)
@@ -130,51 +123,6 @@ def test_upload_artifacts(tmp_path):
     assert sorted(p.name for p in store.iterdir()) == sorted([first, second])  # no leftovers
     with pytest.raises(FileNotFoundError, match="no such file"):
         upload_artifacts(study, [tmp_path / "missing.pt"], store)
-
-
-# ------------------------------------------------------------------------------------------------ report
-def _searched(tmp_path):
-    """A study as a search leaves it: accuracy and MACs, a MACs budget of 300."""
-    study = _study(tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["accuracy", "MACs"])
-    points = [(0.5, 100), (0.6, 200), (0.55, 250), (0.7, 400), (0.4, 150)]
-    for i, (acc, macs) in enumerate(points):
-        trial = study.ask()
-        attrs = {"accuracy": acc, "MACs": macs, "params": 10 * macs, "arch_key": f"k{i}", "feasible": macs <= 300,
-                 "constraint_MACs": macs / 300 - 1}
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
-        trial.set_constraint("MACs", macs / 300 - 1)
-        study.tell(trial, [acc, macs])
-    return study
-
-
-def test_write_report(tmp_path):
-    study = _searched(tmp_path)
-    truth = {"k0": 0.9, "k1": 0.92, "k2": 0.91, "k3": 0.95, "k4": 0.8}
-    paths = write_report(study, tmp_path / "report", truth=truth)
-    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    html = paths["html"].read_text()
-    assert "Pareto front" in html and "plotly.min.js" in html and (tmp_path / "report" / "plotly.min.js").is_file()
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == sorted(  # nothing left over
-        ["pareto.png", "pareto.html", "plotly.min.js", "trials.csv", "summary.md"])
-    rows = list(csv.DictReader(paths["csv"].open()))
-    assert [r["trial"] for r in rows] == ["0", "1", "2", "3", "4"]
-    front = {int(r["trial"]) for r in rows if r["pareto"] == "True"}
-    assert front == {t.number for t in study.best_trials} == {0, 1}  # trial 3 is the most accurate, but over budget
-    md = paths["md"].read_text()
-    assert "5 complete trials, 4 feasible" in md and "| 1 | 0.6000 | 200 | 2,000 | k1 |" in md
-    assert "Ranking quality against ground truth on 5 searched archs: Kendall tau 1.000" in md
-
-    summary = search_summary(study)
-    assert summary["best"] == {"trial": 3, "accuracy": 0.7, "arch_key": "k3"} and "ground_truth" not in summary
-
-
-def test_write_report_needs_trials(tmp_path):
-    with pytest.raises(ValueError, match="no complete trial"):
-        write_report(_study(tmp_path), tmp_path / "report")
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -229,8 +177,9 @@ def searched(tmp_path_factory):
 
 def test_cli_puts_training_search_and_artifacts_on_the_study(searched):
     study, url, root = searched["study"], searched["url"], searched["root"]
-    assert set(_graph_objects("s", url)) == {FIGURE_IDS["training"], FIGURE_IDS["code"]}
-    assert set(_graph_objects("later", url)) == {FIGURE_IDS["training"], FIGURE_IDS["code"]}  # from the checkpoint
+    assert set(_graph_objects("s", url)) == {FIGURE_IDS["training"], FIGURE_IDS["code"], FIGURE_IDS["ranking"]}
+    assert set(_graph_objects("later", url)) == {  # from the checkpoint
+        FIGURE_IDS["training"], FIGURE_IDS["code"], FIGURE_IDS["ranking"]}
     note = get_note(study)
     assert "| kind | `kshot` |" in note and "## Search and ranking quality" in note and "6 complete trials" in note
     names = sorted(m.filename for m in optuna.artifacts.get_all_artifact_meta(study))
@@ -321,6 +270,7 @@ def dashboard(searched, tmp_path_factory):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_browser_study_page_shows_training_figures_and_artifacts(dashboard, tmp_path):
     page = f"{dashboard['base']}/dashboard/studies/{dashboard['id']}"
     titles = ["Supernet training: loss and accuracy", "K-shot code entropy and spread"]
@@ -345,6 +295,7 @@ def test_browser_study_page_shows_training_figures_and_artifacts(dashboard, tmp_
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_browser_trial_list_shows_user_attributes(dashboard, tmp_path):
     study = dashboard["study"]
     trial = study.best_trials[0]
@@ -360,6 +311,7 @@ def test_browser_trial_list_shows_user_attributes(dashboard, tmp_path):
     assert not missing, f"the trial list does not show {missing}"
 
 
+@pytest.mark.slow
 def test_browser_note_shows_config_and_summaries(dashboard, tmp_path):
     expected = ["Supernet", "kshot", "space.width_mult", "Training", "Search and ranking quality",
                 "6 complete trials"]

@@ -17,6 +17,8 @@ from ddp_worker import tiny_setup  # noqa: E402
 
 import optuna_kshot as ok  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 
 class GhostBatch(torch.nn.Module):
     """Single-process run on the combined batch whose BN sees each rank's half separately, as DDP's ranks do; an

@@ -9,7 +9,7 @@ from optuna_kshot import (
     SupernetEvaluator,
     SupernetObjective,
     TrainConfig,
-    UniformSampler,
+    UniformPaths,
     evaluate_model,
     load_subnet,
     make_supernet,
@@ -21,7 +21,7 @@ from optuna_kshot import (
 @pytest.fixture(scope="module")
 def trained(tiny_space, tiny_data):
     supernet = make_supernet(tiny_space, seed=0)
-    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=2, lr=0.1), sampler=UniformSampler(tiny_space),
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=2, lr=0.1), sampler=UniformPaths(tiny_space),
                    progress=False)
     return supernet
 

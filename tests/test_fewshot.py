@@ -9,13 +9,13 @@ from optuna_kshot import (
     SupernetEvaluator,
     SupernetObjective,
     TrainConfig,
-    UniformSampler,
+    UniformPaths,
     enn,
     evaluate_model,
     layerwise_space,
     load_subnet,
     macro_space,
-    make_sampler,
+    make_path_sampler,
     make_supernet,
     nb201_space,
     save_subnet,
@@ -104,13 +104,13 @@ def test_op_split_needs_weight_transfer_or_says_from_scratch(tiny_space):
 
 def test_weight_transfer_then_own_training(tiny_space, tiny_data):
     oneshot = make_supernet(tiny_space, seed=0)
-    train_supernet(oneshot, tiny_data.train, TrainConfig(epochs=1), sampler=UniformSampler(tiny_space),
+    train_supernet(oneshot, tiny_data.train, TrainConfig(epochs=1), sampler=UniformPaths(tiny_space),
                    progress=False)
     supernet = make_supernet(tiny_space, "fewshot", split="op:layer0", base=oneshot)
     reference = oneshot.state_dict()
     for sub in supernet.supernets:
         assert all(torch.equal(v, reference[k]) for k, v in sub.state_dict().items())
-    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=1), sampler=make_sampler("balanced", tiny_space,
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=1), sampler=make_path_sampler("balanced", tiny_space,
                    supernet=supernet), progress=False)
     # each sub-supernet trained only on archs holding its option of layer0
     for g, sub in enumerate(supernet.supernets):
@@ -125,7 +125,7 @@ def test_weight_transfer_then_own_training(tiny_space, tiny_data):
 
 def test_balanced_sampling_one_path_per_subsupernet_per_step(tiny_space, tiny_data):
     supernet = make_supernet(tiny_space, "fewshot", split="enn", thresholds=[6])
-    sampler = make_sampler("balanced", tiny_space, supernet=supernet)
+    sampler = make_path_sampler("balanced", tiny_space, supernet=supernet)
     rng = np.random.default_rng(0)
     for _ in range(20):
         archs = sampler.sample(rng)
@@ -138,7 +138,7 @@ def test_balanced_sampling_one_path_per_subsupernet_per_step(tiny_space, tiny_da
     for b, sub in zip(before, supernet.supernets):
         assert not torch.equal(b["model.stem.0.weight"], sub.state_dict()["model.stem.0.weight"])
     with pytest.raises(ValueError, match="needs a few-shot supernet"):
-        make_sampler("balanced", tiny_space, supernet=make_supernet(tiny_space))
+        make_path_sampler("balanced", tiny_space, supernet=make_supernet(tiny_space))
 
 
 def test_disconnected_archs_are_never_trained():

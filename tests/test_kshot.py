@@ -7,27 +7,23 @@ from optuna_kshot import (
     SupernetEvaluator,
     SupernetObjective,
     TrainConfig,
-    UniformSampler,
+    UniformPaths,
     evaluate_model,
     layerwise_space,
     load_subnet,
     load_supernet,
-    macro_space,
     make_supernet,
-    nb201_space,
     save_subnet,
     supernet_metadata,
     train_supernet,
 )
 from optuna_kshot.supernets import KShotSupernet, code_stats
 
+from .helpers import tiny_spaces
+
 
 def spaces():
-    return [
-        layerwise_space(width_mult=0.25, widths=(0.5, 1.0), resolution=16, in_channels=1),
-        macro_space(width_mult=0.125, resolution=16),
-        nb201_space(channels=4, cells_per_stage=1, resolution=16),
-    ]
+    return tiny_spaces(widths=(0.5, 1.0))
 
 
 def _copies(supernet):
@@ -75,7 +71,7 @@ def test_training_moves_copies_apart_and_spreads_codes(tiny_space, tiny_data):
     archs = [tiny_space.sample(s) for s in range(32)]
     spread_before = code_stats(supernet.simplex(archs))["code_spread"]
     result = train_supernet(supernet, tiny_data.train, TrainConfig(epochs=3, lr=0.1),
-                            sampler=UniformSampler(tiny_space), progress=False)
+                            sampler=UniformPaths(tiny_space), progress=False)
     apart = []
     for (first0, others0), (first, others) in zip(start, _copies(supernet)):
         step0 = first.detach() - first0
@@ -104,7 +100,7 @@ def test_copies_decay_like_copy_zero_and_base_is_copied(tiny_space, tiny_data):
     assert any(first.ndim == 1 for first, _ in pairs)  # BN affines have copies too
     for first, others in pairs:
         assert (id(first) in decay) == (id(others) in decay) == (first.ndim > 1)
-    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=1), sampler=UniformSampler(tiny_space),
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=1), sampler=UniformPaths(tiny_space),
                    progress=False)
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())  # the caller's base untouched
 
@@ -113,9 +109,9 @@ def test_kshot_checkpoint_resume_and_load(tiny_space, tiny_data, tmp_path):
     config = TrainConfig(epochs=2, seed=1, checkpoint_every_steps=3)
     full = make_supernet(tiny_space, "kshot", k=2, seed=1)
     meta = supernet_metadata(full)
-    train_supernet(full, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    train_supernet(full, tiny_data.train, config, sampler=UniformPaths(tiny_space), progress=False)
 
-    class Stop(UniformSampler):
+    class Stop(UniformPaths):
         calls = 0
 
         def sample(self, rng):
@@ -129,7 +125,7 @@ def test_kshot_checkpoint_resume_and_load(tiny_space, tiny_data, tmp_path):
         train_supernet(make_supernet(tiny_space, "kshot", k=2, seed=1), tiny_data.train, config,
                        sampler=Stop(tiny_space), checkpoint=ckpt, metadata=meta, progress=False)
     resumed = make_supernet(tiny_space, "kshot", k=2, seed=1)
-    train_supernet(resumed, tiny_data.train, config, sampler=UniformSampler(tiny_space), checkpoint=ckpt,
+    train_supernet(resumed, tiny_data.train, config, sampler=UniformPaths(tiny_space), checkpoint=ckpt,
                    metadata=meta, progress=False)
     sa, sb = full.state_dict(), resumed.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -139,7 +135,7 @@ def test_kshot_checkpoint_resume_and_load(tiny_space, tiny_data, tmp_path):
 
 def test_kshot_through_objective_and_export(tiny_space, tiny_data, tmp_path):
     supernet = make_supernet(tiny_space, "kshot", k=2)
-    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=2, lr=0.1), sampler=UniformSampler(tiny_space),
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=2, lr=0.1), sampler=UniformPaths(tiny_space),
                    progress=False)
     evaluator = SupernetEvaluator(supernet, tiny_space, tiny_data.train, tiny_data.val, calib_batches=1)
     objective = SupernetObjective(evaluator, objectives=("accuracy", "macs"))

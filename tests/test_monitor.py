@@ -14,7 +14,7 @@ KINDS = [("oneshot", {}), ("kshot", {"k": 2}), ("fewshot", {"split": "enn", "thr
 @pytest.mark.parametrize(("kind", "options"), KINDS, ids=["oneshot", "kshot", "fewshot", "oneshot+stab"])
 def test_monitor_runs_in_every_kind_and_its_history_survives_a_resume(kind, options, tiny_space, tiny_data, tmp_path):
     supernet = ok.make_supernet(tiny_space, kind, **options)
-    sampler = ok.make_sampler("balanced" if kind == "fewshot" else "uniform", tiny_space, supernet=supernet)
+    sampler = ok.make_path_sampler("balanced" if kind == "fewshot" else "uniform", tiny_space, supernet=supernet)
     config = ok.TrainConfig(epochs=3, batch_size=64)
     ckpt = tmp_path / "s.pt"
     meta = ok.supernet_metadata(supernet)
@@ -54,13 +54,13 @@ def test_stop_rule_ends_training_early_and_a_rerun_does_not_train_on(tiny_space,
         return RankingMonitor(tiny_data.train, tiny_data.val, probes=4, val_images=32, calib_images=32,
                               stop_tau=-1.0, stop_checks=2)
 
-    result = ok.train_supernet(supernet, tiny_data.train, config, sampler=ok.UniformSampler(tiny_space),
+    result = ok.train_supernet(supernet, tiny_data.train, config, sampler=ok.UniformPaths(tiny_space),
                                checkpoint=ckpt, metadata=meta, monitor=monitor(), progress=False)
     assert result.stopped_early and len(result.history) == 3 and result.steps == 3 * 8
     state = load_checkpoint(ckpt)
     assert state["stopped_early"] and state["complete"]
     again = ok.train_supernet(ok.make_supernet(tiny_space), tiny_data.train, config,
-                              sampler=ok.UniformSampler(tiny_space), checkpoint=ckpt, metadata=meta,
+                              sampler=ok.UniformPaths(tiny_space), checkpoint=ckpt, metadata=meta,
                               monitor=monitor(), progress=False)
     assert again.steps == result.steps and again.stopped_early
 

@@ -2,17 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from optuna_kshot import OpChoice, ValueChoice, build_subnet, layerwise_space, macro_space, make_supernet, nb201_space
+from optuna_kshot import OpChoice, ValueChoice, build_subnet, layerwise_space, macro_space, make_supernet
 from optuna_kshot.choices import use_arch
 from optuna_kshot.nn.ops import MBConv
 
+from .helpers import tiny_spaces
+
 
 def spaces():
-    return [
-        layerwise_space(width_mult=0.25, widths=(0.5, 0.75, 1.0), resolution=16, in_channels=1),
-        macro_space(width_mult=0.125, resolution=16),
-        nb201_space(channels=4, cells_per_stage=1, resolution=16),
-    ]
+    return tiny_spaces(widths=(0.5, 0.75, 1.0))
 
 
 @pytest.mark.parametrize("space", spaces(), ids=lambda s: s.kind)
@@ -41,8 +39,7 @@ def test_supernet_refuses_bad_arch_and_missing_arch(space):
         supernet(x)
     with pytest.raises(RuntimeError, match="supernet\\(x, arch\\)"):
         supernet.model(x)  # the model's choices need an arch in context
-    arch = space.sample(0)
-    arch[space.names[0]] = "conv9x9"
+    arch = {**space.sample(0), space.names[0]: "conv9x9"}
     with pytest.raises(ValueError, match="not one of its options"):
         supernet(x, arch)
 

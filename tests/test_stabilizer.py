@@ -5,7 +5,7 @@ import torch
 from optuna_kshot import (
     SupernetEvaluator,
     TrainConfig,
-    UniformSampler,
+    UniformPaths,
     build_subnet,
     count_flops,
     layerwise_space,
@@ -42,7 +42,7 @@ def test_skip_archs_train_and_score_through_the_stabilizer(tiny_space, tiny_data
     assert stabilizers and all(torch.equal(_weight(m)[:, :, 0, 0], torch.eye(_weight(m).shape[0]))
                                for m in stabilizers)
     before = [_weight(m).clone() for m in stabilizers]
-    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=2, lr=0.1), sampler=UniformSampler(tiny_space),
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=2, lr=0.1), sampler=UniformPaths(tiny_space),
                    progress=False)
     assert any(not torch.equal(b, _weight(m)) for b, m in zip(before, stabilizers))  # they learn
     evaluator = SupernetEvaluator(supernet, tiny_space, tiny_data.train, tiny_data.val, calib_batches=1)

@@ -6,11 +6,11 @@ import torch
 
 from optuna_kshot import (
     CheckpointError,
-    FairSampler,
-    FlopsBinSampler,
+    FairPaths,
+    FlopsBinPaths,
     TrainConfig,
     TrainingDiverged,
-    UniformSampler,
+    UniformPaths,
     make_supernet,
     supernet_metadata,
     train_supernet,
@@ -35,18 +35,18 @@ def test_config_validation():
 def test_training_reduces_loss_and_is_seeded(tiny_space, tiny_data):
     config = TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=1)
     a = make_supernet(tiny_space, seed=1)
-    result = train_supernet(a, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    result = train_supernet(a, tiny_data.train, config, sampler=UniformPaths(tiny_space), progress=False)
     assert result.steps == 3 * (512 // 64) and result.images == result.steps * 64
     assert result.history[-1].loss < result.history[0].loss
     b = make_supernet(tiny_space, seed=1)
-    train_supernet(b, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    train_supernet(b, tiny_data.train, config, sampler=UniformPaths(tiny_space), progress=False)
     assert _same_weights(a, b)
 
 
 def test_off_path_ops_get_no_update(tiny_space, tiny_data):
     """SPOS: an op never on a sampled path keeps its initial weights (no weight decay, no momentum)."""
 
-    class OnlyK3(UniformSampler):
+    class OnlyK3(UniformPaths):
         def sample(self, rng):
             arch = self.space.sample(rng)
             return [{k: ("k3e2" if k.startswith("layer") else v) for k, v in arch.items()}]
@@ -64,7 +64,7 @@ def test_off_path_ops_get_no_update(tiny_space, tiny_data):
 
 
 def test_budget_in_images_counts_every_path(tiny_space, tiny_data):
-    sampler = FairSampler(tiny_space)
+    sampler = FairPaths(tiny_space)
     assert len(sampler.sample(np.random.default_rng(0))) == sampler.m == 5
     config = TrainConfig(budget_images=64 * 5 * 3, batch_size=64)
     result = train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=sampler, progress=False)
@@ -72,7 +72,7 @@ def test_budget_in_images_counts_every_path(tiny_space, tiny_data):
 
 
 def test_fair_sampler_trains_every_option_once_per_step(tiny_space):
-    sampler = FairSampler(tiny_space)
+    sampler = FairPaths(tiny_space)
     archs = sampler.sample(np.random.default_rng(3))
     for choice in tiny_space.choices:
         values = [a[choice.name] for a in archs]
@@ -88,10 +88,10 @@ def test_kshot_budget_counts_the_simplex_net_turns(tiny_space, tiny_data):
 
     budget = 64 * 12
     config = TrainConfig(budget_images=budget, batch_size=64)
-    one = train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=UniformSampler(tiny_space),
+    one = train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=UniformPaths(tiny_space),
                          progress=False)
     kshot = make_supernet(tiny_space, "kshot", k=2, warmup_fraction=0.25, simplex_every=1)
-    k = train_supernet(kshot, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    k = train_supernet(kshot, tiny_data.train, config, sampler=UniformPaths(tiny_space), progress=False)
     assert one.steps == 12 and one.images == budget
     # T steps and T - ceil(T/4) + 1 simplex turns of one batch each: T = 7 gives 7 + 6 = 13 batches >= 12
     assert k.steps == 7 and k.images == 64 * 13
@@ -100,7 +100,7 @@ def test_kshot_budget_counts_the_simplex_net_turns(tiny_space, tiny_data):
 
 
 def test_flops_bin_sampler_covers_bins(tiny_space):
-    sampler = FlopsBinSampler(tiny_space, bins=4, seed=0)
+    sampler = FlopsBinPaths(tiny_space, bins=4, seed=0)
     rng = np.random.default_rng(0)
     bins = [sampler._bin(tiny_space.count_macs(sampler.sample(rng)[0])) for _ in range(400)]
     counts = np.bincount(bins, minlength=4)
@@ -111,7 +111,7 @@ def test_resume_after_kill_gives_same_result(tiny_space, tiny_data, tmp_path):
     config = TrainConfig(epochs=3, batch_size=64, seed=2, checkpoint_every_steps=5)
     meta = supernet_metadata(make_supernet(tiny_space))
     full = make_supernet(tiny_space, seed=2)
-    train_supernet(full, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    train_supernet(full, tiny_data.train, config, sampler=UniformPaths(tiny_space), progress=False)
 
     class Killed(Exception):
         pass
@@ -121,11 +121,11 @@ def test_resume_after_kill_gives_same_result(tiny_space, tiny_data, tmp_path):
 
     ckpt = tmp_path / "supernet.pt"
     with pytest.raises(Killed):
-        train_supernet(make_supernet(tiny_space, seed=2), tiny_data.train, config, sampler=UniformSampler(tiny_space),
+        train_supernet(make_supernet(tiny_space, seed=2), tiny_data.train, config, sampler=UniformPaths(tiny_space),
                        checkpoint=ckpt, metadata=meta, callbacks=[kill_after_first_epoch], progress=False)
     assert load_checkpoint(ckpt)["step"] == 8
     resumed = make_supernet(tiny_space, seed=99)  # different init: everything must come from the checkpoint
-    result = train_supernet(resumed, tiny_data.train, config, sampler=UniformSampler(tiny_space), checkpoint=ckpt,
+    result = train_supernet(resumed, tiny_data.train, config, sampler=UniformPaths(tiny_space), checkpoint=ckpt,
                             metadata=meta, progress=False)
     assert result.steps == 24 and len(result.history) == 3
     assert _same_weights(full, resumed)
@@ -134,11 +134,11 @@ def test_resume_after_kill_gives_same_result(tiny_space, tiny_data, tmp_path):
 def test_resume_mid_epoch_from_step_checkpoint(tiny_space, tiny_data, tmp_path):
     config = TrainConfig(epochs=2, batch_size=64, seed=4, checkpoint_every_steps=3)
     full = make_supernet(tiny_space, seed=4)
-    train_supernet(full, tiny_data.train, config, sampler=UniformSampler(tiny_space), progress=False)
+    train_supernet(full, tiny_data.train, config, sampler=UniformPaths(tiny_space), progress=False)
     ckpt = tmp_path / "c.pt"
     partial = make_supernet(tiny_space, seed=4)
 
-    class StopAt(UniformSampler):
+    class StopAt(UniformPaths):
         calls = 0
 
         def sample(self, rng):
@@ -151,7 +151,7 @@ def test_resume_mid_epoch_from_step_checkpoint(tiny_space, tiny_data, tmp_path):
         train_supernet(partial, tiny_data.train, config, sampler=StopAt(tiny_space), checkpoint=ckpt, progress=False)
     assert load_checkpoint(ckpt)["step"] == 9
     resumed = make_supernet(tiny_space, seed=0)
-    train_supernet(resumed, tiny_data.train, config, sampler=UniformSampler(tiny_space), checkpoint=ckpt,
+    train_supernet(resumed, tiny_data.train, config, sampler=UniformPaths(tiny_space), checkpoint=ckpt,
                    progress=False)
     assert _same_weights(full, resumed)
 
@@ -161,15 +161,15 @@ def test_checkpoint_of_other_space_or_run_is_refused(tiny_space, tiny_data, tmp_
 
     ckpt = tmp_path / "c.pt"
     config = TrainConfig(epochs=1)
-    train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=UniformSampler(tiny_space),
+    train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=UniformPaths(tiny_space),
                    checkpoint=ckpt, metadata=supernet_metadata(make_supernet(tiny_space)), progress=False)
     other = layerwise_space(width_mult=0.5, in_channels=1, resolution=28)
     with pytest.raises(CheckpointError, match="trained on the space"):
-        train_supernet(make_supernet(other), tiny_data.train, config, sampler=UniformSampler(other),
+        train_supernet(make_supernet(other), tiny_data.train, config, sampler=UniformPaths(other),
                        checkpoint=ckpt, metadata=supernet_metadata(make_supernet(other)), progress=False)
     with pytest.raises(CheckpointError, match="another run"):
         train_supernet(make_supernet(tiny_space), tiny_data.train, TrainConfig(epochs=1, lr=0.01),
-                       sampler=UniformSampler(tiny_space), checkpoint=ckpt,
+                       sampler=UniformPaths(tiny_space), checkpoint=ckpt,
                        metadata=supernet_metadata(make_supernet(tiny_space)), progress=False)
 
 
@@ -220,7 +220,7 @@ def test_checkpoints_hold_only_plain_data(tiny_space, tiny_data, tmp_path):
     """What training writes loads with weights_only=True, K-shot simplex-net optimiser state included."""
     ckpt = tmp_path / "k.pt"
     supernet = make_supernet(tiny_space, "kshot", k=2, warmup_fraction=0.0)
-    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=1), sampler=UniformSampler(tiny_space),
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=1), sampler=UniformPaths(tiny_space),
                    checkpoint=ckpt, metadata=supernet_metadata(supernet), progress=False)
     state = torch.load(ckpt, weights_only=True)
     assert state["phases"]["simplex"]["state"]  # the simplex-net's Adam moments survive a resume

@@ -107,7 +107,7 @@ def test_trains_on_a_dataloader_with_augmentation_and_exports_without_the_users_
     supernet = ok.make_supernet(SmallResNet(), "kshot", k=2, example_input=torch.zeros(2, 1, 28, 28))
     loader = DataLoader(splits[0], batch_size=32, shuffle=True)
     result = ok.train_supernet(supernet, loader, ok.TrainConfig(epochs=2, batch_size=32, lr=0.05),
-                               sampler=ok.UniformSampler(supernet.space), progress=False)
+                               sampler=ok.UniformPaths(supernet.space), progress=False)
     assert result.history[-1].loss < result.history[0].loss
     evaluator = ok.SupernetEvaluator(supernet, None, splits[0], splits[1], calib_batches=2, batch_size=64)
     objective = ok.SupernetObjective(evaluator, objectives=("accuracy", "macs"))
@@ -141,7 +141,7 @@ def test_checkpoint_of_another_model_is_refused(splits, tmp_path):
     supernet = ok.make_supernet(MLP(), example_input=torch.zeros(2, 196))
     path = tmp_path / "s.pt"
     ok.train_supernet(supernet, FlatImages(ok.load_default().train.subset(torch.arange(64))),
-                      ok.TrainConfig(epochs=1, batch_size=32), sampler=ok.UniformSampler(supernet.space),
+                      ok.TrainConfig(epochs=1, batch_size=32), sampler=ok.UniformPaths(supernet.space),
                       checkpoint=path, metadata=ok.supernet_metadata(supernet), progress=False)
     loaded, _, _ = ok.load_supernet(path, model=MLP())
     assert loaded.space == supernet.space

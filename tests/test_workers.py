@@ -16,6 +16,8 @@ from optuna.trial import TrialState
 import optuna_kshot as ok
 from optuna_kshot.workers import make_storage, run_worker
 
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 PG_URL = os.environ.get("OPTUNA_KSHOT_PG_URL", "postgresql://optuna:optuna@127.0.0.1:5432/optuna_kshot_test")
 
@@ -24,7 +26,7 @@ PG_URL = os.environ.get("OPTUNA_KSHOT_PG_URL", "postgresql://optuna:optuna@127.0
 def checkpoint(tmp_path_factory, tiny_space, tiny_data):
     path = tmp_path_factory.mktemp("ckpt") / "supernet.pt"
     supernet = ok.make_supernet(tiny_space, seed=0)
-    ok.train_supernet(supernet, tiny_data.train, ok.TrainConfig(epochs=1), sampler=ok.UniformSampler(tiny_space),
+    ok.train_supernet(supernet, tiny_data.train, ok.TrainConfig(epochs=1), sampler=ok.UniformPaths(tiny_space),
                       checkpoint=path, metadata=ok.supernet_metadata(supernet), progress=False)
     return path
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from torch import nn
 
-from ..space import SearchSpace
+from ..searchspace import SearchSpace
+from ..seeding import seeded
 from ..spaces import ChainSpace, NB201Space
-from ..supernets._seed import seeded
 from .chain import ChainNetwork
 from .nb201 import NB201Network
 

@@ -125,7 +125,7 @@ class MBConv(nn.Module):
         ref = self.project[1].running_mean
         out = MBConv(self.c_in, self.c_out, self.kernel, c, self.stride, self.act).to(ref.device)
         out.train(self.training)
-        from ..supernets._walk import effective_tensors
+        from ..supernets.walk import effective_tensors
 
         src = effective_tensors(self)
         for name, value in out.state_dict().items():

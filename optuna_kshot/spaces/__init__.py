@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..space import Choice, SearchSpace
+from ..searchspace import Choice, SearchSpace
 from ._chain import (
     DEFAULT_MIN_CHANNELS,
     MACRO_OPS,

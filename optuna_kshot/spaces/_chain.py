@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..space import Arch, Choice, SearchSpace
+from ..searchspace import Arch, Choice, SearchSpace
 
 __all__ = ["ChainSpace", "LayerSpec", "layerwise_space", "macro_space", "parse_op", "MACRO_OPS"]
 

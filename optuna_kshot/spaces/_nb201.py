@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..space import Arch, Choice, SearchSpace
+from ..searchspace import Arch, Choice, SearchSpace
 
 __all__ = ["NB201Space", "nb201_space", "NB201_OPS", "NB201_EDGES"]
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..choices import discover_space
-from ..space import SearchSpace
+from ..searchspace import SearchSpace
 from .contract import Supernet, TrainingPhase
 from .fewshot import FewShotSupernet, enn, make_router, path_enn
 from .kshot import KShotSupernet, SimplexNet, code_stats

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..space import SearchSpace
+from ..searchspace import SearchSpace
 
 __all__ = ["Supernet", "TrainingPhase", "default_parameter_groups"]
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..choices import OpChoice
-from ..space import Arch, SearchSpace
+from ..searchspace import Arch, SearchSpace
 from ..spaces import ChainSpace, NB201Space, parse_op
 from .contract import TrainingPhase, default_parameter_groups
 from .oneshot import OneShotSupernet

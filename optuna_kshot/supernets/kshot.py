@@ -33,11 +33,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..choices import OpChoice, ValueChoice
-from ..space import Arch, SearchSpace
-from ._seed import seeded
-from ._walk import export_path
+from ..searchspace import Arch, SearchSpace
+from ..seeding import seeded
 from .contract import TrainingPhase, default_parameter_groups
 from .oneshot import OneShotSupernet
+from .walk import export_path
 
 __all__ = ["SimplexNet", "KShotSupernet", "code_stats"]
 

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from ..choices import OpChoice, discover_space, use_arch
-from ..space import Arch, SearchSpace
-from ._walk import export_path
+from ..searchspace import Arch, SearchSpace
 from .contract import TrainingPhase, default_parameter_groups
 from .stabilizer import _covering_archs, add_stabilizers
+from .walk import export_path
 
 __all__ = ["OneShotSupernet", "check_output_shapes"]
 

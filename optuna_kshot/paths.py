@@ -11,9 +11,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .space import Arch, SearchSpace
+from .searchspace import Arch, SearchSpace
 
-__all__ = ["PathSampler", "UniformSampler", "FlopsBinSampler", "FairSampler", "FixedSampler", "make_sampler"]
+__all__ = ["PathSampler", "UniformPaths", "FlopsBinPaths", "FairPaths", "FixedPath", "make_path_sampler",
+           "default_path_sampler", "PATH_SAMPLERS"]
 
 
 class PathSampler(Protocol):
@@ -22,7 +23,7 @@ class PathSampler(Protocol):
     def sample(self, rng: np.random.Generator) -> list[Arch]: ...
 
 
-class UniformSampler:
+class UniformPaths:
     """Single Path One-Shot: one arch per step, uniform over the space."""
 
     def __init__(self, space: SearchSpace) -> None:
@@ -32,7 +33,7 @@ class UniformSampler:
         return [self.space.sample(rng)]
 
 
-class FlopsBinSampler:
+class FlopsBinPaths:
     """One arch per step: a MACs bin uniformly, then an arch uniformly within that bin, so the whole compute range
     gets trained, not only the crowded middle. Every arch it returns lies in the bin it drew.
 
@@ -104,7 +105,7 @@ class FlopsBinSampler:
         return [self.sample_bin(rng)[1]]
 
 
-class FairSampler:
+class FairPaths:
     """FairNAS strict fairness: m archs per step (m = the most options of any choice), built from a random
     permutation of every choice's options, so each option of each choice is trained exactly once per step.
     Choices with fewer options cycle through a fresh permutation to fill the m slots."""
@@ -123,7 +124,7 @@ class FairSampler:
         return [{name: values[i] for name, values in columns.items()} for i in range(self.m)]
 
 
-class FixedSampler:
+class FixedPath:
     """Always the same arch (stand-alone training reuses the supernet loop with it)."""
 
     def __init__(self, space: SearchSpace, arch: Mapping[str, Any]) -> None:
@@ -133,22 +134,28 @@ class FixedSampler:
         return [dict(self.arch)]
 
 
-SAMPLERS = ("uniform", "flops-bins", "fair", "balanced")
+PATH_SAMPLERS = ("uniform", "flops-bins", "fair", "balanced")
 
 
-def make_sampler(name: str, space: SearchSpace, *, seed: int = 0, supernet: Any = None) -> PathSampler:
+def make_path_sampler(name: str, space: SearchSpace, *, seed: int = 0, supernet: Any = None) -> PathSampler:
     """A sampler by name: ``uniform`` (SPOS), ``flops-bins`` (SPOS over MACs bins), ``fair`` (FairNAS) or
     ``balanced`` (few-shot supernet-balanced sampling: one arch per sub-supernet; needs the few-shot supernet)."""
     if name == "uniform":
-        return UniformSampler(space)
+        return UniformPaths(space)
     if name == "flops-bins":
-        return FlopsBinSampler(space, seed=seed)
+        return FlopsBinPaths(space, seed=seed)
     if name == "fair":
-        return FairSampler(space)
+        return FairPaths(space)
     if name == "balanced":
         balanced = getattr(supernet, "balanced_sampler", None)
         if balanced is None:
             raise ValueError("The 'balanced' path sampler trains one arch per sub-supernet: it needs a few-shot "
                              "supernet (--supernet fewshot).")
         return balanced()
-    raise ValueError(f"Unknown path sampler {name!r}; choose one of {list(SAMPLERS)!r}.")
+    raise ValueError(f"Unknown path sampler {name!r}; choose one of {list(PATH_SAMPLERS)!r}.")
+
+
+def default_path_sampler(supernet: Any) -> str:
+    """The path sampler a supernet kind trains with by default: supernet-balanced sampling for a few-shot
+    supernet (one arch per sub-supernet per step), uniform single paths (SPOS) otherwise."""
+    return "balanced" if callable(getattr(supernet, "balanced_sampler", None)) else "uniform"

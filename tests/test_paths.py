@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import optuna_kshot
-from optuna_kshot.sampling import FlopsBinSampler, make_sampler
-from optuna_kshot.space import Choice, SearchSpace
+from optuna_kshot.paths import FlopsBinPaths, make_path_sampler
+from optuna_kshot.searchspace import Choice, SearchSpace
 
 
 def builtin_spaces():
@@ -43,7 +43,7 @@ def _check_in_bins(sampler, space, draws, seed=0):
 @pytest.mark.parametrize("space", builtin_spaces(), ids=lambda s: s.kind)
 def test_flops_bins_sample_inside_the_drawn_bin_uniformly_over_bins(space):
     """Default bins=5 fill on every built-in space; each arch lies in its bin and the bins are hit about equally."""
-    sampler = FlopsBinSampler(space)
+    sampler = FlopsBinPaths(space)
     assert len(sampler.pools) == 5 and all(sampler.pools)
     draws = 2500
     counts = _check_in_bins(sampler, space, draws)
@@ -57,7 +57,7 @@ def test_flops_bins_reach_rare_extreme_bins_exactly():
     """16 on/off choices, MACs 1..17 in 16 bins of width 1: the top bin holds the 17 archs with 15 or 16 choices on,
     1 in 3,855 under uniform sampling (1,000 rejection tries find one 23% of the time); the pools reach it always."""
     space = BitsSpace(16)
-    sampler = FlopsBinSampler(space, bins=16)
+    sampler = FlopsBinPaths(space, bins=16)
     assert len(sampler.pools[-1]) == 17 and len(sampler.pools[0]) == 1
     rng = np.random.default_rng(0)
     macs = np.array([space.count_macs(sampler.sample(rng)[0]) for _ in range(1600)])
@@ -71,39 +71,39 @@ def test_flops_bins_that_cannot_be_hit_raise_and_name_what_fits():
     # MACs 1..4 (3 on/off choices) in 5 bins of width 0.6: [1, 1.6) [1.6, 2.2) [2.2, 2.8) [2.8, 3.4) [3.4, 4]
     space = BitsSpace(3)
     with pytest.raises(ValueError, match="Only 4 of the 5 equal-width MACs bins") as info:
-        FlopsBinSampler(space, bins=5)
+        FlopsBinPaths(space, bins=5)
     fits = int(re.search(r"pass bins=(\d+)", str(info.value)).group(1))
     assert fits == 4
-    sampler = FlopsBinSampler(space, bins=fits)
+    sampler = FlopsBinPaths(space, bins=fits)
     assert [len(p) for p in sampler.pools] == [1, 3, 3, 1]
     _check_in_bins(sampler, space, 200)
     # more bins than distinct MAC counts can never all be filled
     nb201 = optuna_kshot.nb201_space(channels=8, cells_per_stage=1, in_channels=1, resolution=16)
     with pytest.raises(ValueError, match="hold an arch"):
-        FlopsBinSampler(nb201, bins=100)
+        FlopsBinPaths(nb201, bins=100)
     # one MAC count: a single bin, uniform over the space
     flat = SearchSpace([Choice("act", ("relu", "gelu"))])
     flat.count_macs = lambda arch: 10
     with pytest.raises(ValueError, match="Only 1 of the 2 .* pass bins=1"):
-        FlopsBinSampler(flat, bins=2)
-    assert [len(p) for p in FlopsBinSampler(flat, bins=1).pools] == [2]
+        FlopsBinPaths(flat, bins=2)
+    assert [len(p) for p in FlopsBinPaths(flat, bins=1).pools] == [2]
 
 
 def test_flops_bins_validates_arguments():
     space = BitsSpace(3)
     with pytest.raises(ValueError, match="`bins` must be >= 1, but got 0"):
-        FlopsBinSampler(space, bins=0)
+        FlopsBinPaths(space, bins=0)
     with pytest.raises(TypeError, match="`bins` must be an int"):
-        FlopsBinSampler(space, bins=2.5)
+        FlopsBinPaths(space, bins=2.5)
     with pytest.raises(ValueError, match="`pool_size` must be >= 1"):
-        FlopsBinSampler(space, pool_size=0)
+        FlopsBinPaths(space, pool_size=0)
     with pytest.raises(TypeError, match="count_macs"):
-        FlopsBinSampler(SearchSpace([Choice("a", (1, 2))]))
+        FlopsBinPaths(SearchSpace([Choice("a", (1, 2))]))
 
 
 def test_flops_bins_pool_of_a_large_space_is_seeded():
     space = builtin_spaces()[0]
-    assert space.size > FlopsBinSampler.ENUMERATE_LIMIT
-    a, b = FlopsBinSampler(space, pool_size=300, seed=1), FlopsBinSampler(space, pool_size=300, seed=1)
+    assert space.size > FlopsBinPaths.ENUMERATE_LIMIT
+    a, b = FlopsBinPaths(space, pool_size=300, seed=1), FlopsBinPaths(space, pool_size=300, seed=1)
     assert a.pools == b.pools and sum(len(p) for p in a.pools) <= 300
-    assert isinstance(make_sampler("flops-bins", space, seed=1), FlopsBinSampler)
+    assert isinstance(make_path_sampler("flops-bins", space, seed=1), FlopsBinPaths)
