@@ -43,7 +43,7 @@ def make_supernet(
     stabilizer: bool = False,
     force_stabilizer: bool = False,
     **options: Any,
-) -> nn.Module:
+) -> OneShotSupernet | KShotSupernet | FewShotSupernet:
     """A fresh supernet of ``kind`` over a built-in space or over your own model with choices.
 
     Args:
@@ -180,7 +180,7 @@ def _is_builtin(supernet: nn.Module) -> bool:
 def load_supernet(
     path: str | os.PathLike[str], *, model: nn.Module | None = None, space: SearchSpace | None = None,
     split: Any = None, map_location: Any = "cpu",
-) -> tuple[nn.Module, SearchSpace, dict[str, Any]]:
+) -> tuple[OneShotSupernet | KShotSupernet | FewShotSupernet, SearchSpace, dict[str, Any]]:
     """Rebuild a trained supernet from its checkpoint: ``(supernet, space, checkpoint)``.
 
     Args:
