@@ -330,9 +330,17 @@ def _train(args: argparse.Namespace, data: Any) -> Path:
         save_training(study, result.history, config=shown, remarks=remarks)
         if args.artifacts:
             _upload_checkpoint(study, args.checkpoint, args.artifacts, images=result.images)
-    print(f"trained {args.supernet} supernet on {space!r}: {result.steps} steps, {result.images:,} images, "
-          f"{result.seconds:.1f} s" + (f", last epoch loss {last.loss:.3f}" if last else "")
-          + (" (stopped early: the probe ranking was stable)" if result.stopped_early else ""))
+    totals = (f"{result.steps} steps, {result.images:,} images, {result.seconds:.1f} s of training"
+              + (f", last epoch loss {last.loss:.3f}" if last else "")
+              + (" (stopped early: the probe ranking was stable)" if result.stopped_early else ""))
+    if result.start_step == result.steps and result.start_step > 0:
+        print(f"reused the trained {args.supernet} supernet in {args.checkpoint} (nothing left to train; --restart "
+              f"trains anew): {totals}")
+    elif result.start_step > 0:
+        print(f"resumed {args.checkpoint} at step {result.start_step} and trained the {args.supernet} supernet on "
+              f"{space!r} to the end: {totals}")
+    else:
+        print(f"trained {args.supernet} supernet on {space!r}: {totals}")
     for line in remarks:
         print(f"warning: {line}")
     print(f"checkpoint: {args.checkpoint}")
@@ -670,12 +678,43 @@ def _dashboard(args: argparse.Namespace) -> int:
         if not Path(args.artifacts).is_dir():
             raise UsageError(f"--artifacts {args.artifacts!r} is not a directory.")
         store = FileSystemArtifactStore(args.artifacts)
+    storage = make_storage(args.storage)  # a bad storage is an error before the server announces itself
     print(f"optuna-dashboard on http://{args.host}:{args.port}/dashboard (Ctrl-C to stop)", flush=True)
     try:
-        run_server(make_storage(args.storage), host=args.host, port=args.port, artifact_store=store)
+        run_server(storage, host=args.host, port=args.port, artifact_store=store)
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Every numeric option checked before any work (no study created or supernet trained on a bad one)."""
+    positive = ("trials", "epochs", "batch_size", "k", "simplex_every", "calib_batches", "n_jobs", "heartbeat",
+                "monitor_every", "stable_checks", "budget_images", "checkpoint_every", "cells", "channels")
+    for name in positive:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, not {value}.")
+    for name in ("retrain_epochs", "finetune_epochs", "monitor"):
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, not {value}.")
+    if getattr(args, "monitor", 0) and args.monitor < 3:
+        raise UsageError(f"--monitor needs at least 3 probe archs to rank (or 0 to turn it off), not {args.monitor}.")
+    for name in ("lr", "width_mult", "max_macs", "max_flops", "max_params", "retrain_lr", "fewshot_width"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}.")
+    if getattr(args, "stop_when_stable", None) is not None and not -1 <= args.stop_when_stable <= 1:
+        raise UsageError(f"--stop-when-stable is a Kendall tau in [-1, 1], not {args.stop_when_stable}.")
+    if getattr(args, "objectives", None) is not None:
+        from .objective import parse_objectives
+
+        try:
+            parse_objectives(args.objectives)
+        except ValueError:
+            raise UsageError(f"--objectives takes distinct names from accuracy,macs,flops,params, not "
+                             f"{args.objectives!r}.") from None
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -686,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
 
     try:
+        _check_args(args)
         if args.command == "dashboard":
             return _dashboard(args)
         from .data import load_data

@@ -344,9 +344,9 @@ def load_torchvision(name: str, root: str | os.PathLike, *, download: bool = Fal
     if key not in _TORCHVISION:
         raise ValueError(f"`name` must be one of {sorted(_TORCHVISION)}, but got {name!r}.")
     if not download and not Path(root).is_dir():
-        raise FileNotFoundError(f"The {key} directory {root} does not exist. Pass as `root` the directory "
-                                "holding the torchvision dataset, or download=True to let torchvision "
-                                "download it there.")
+        raise FileNotFoundError(f"The {key} directory {root} does not exist. Give the directory that holds the "
+                                f"torchvision dataset (command line: --data {key}:DIR; Python: "
+                                f"load_torchvision({key!r}, DIR), or download=True to let torchvision fetch it).")
     import torchvision.datasets
 
     cls_name, num_classes, layout = _TORCHVISION[key]
@@ -358,8 +358,9 @@ def load_torchvision(name: str, root: str | os.PathLike, *, download: bool = Fal
         except RuntimeError as e:
             if "not found" not in str(e).lower():
                 raise
-            raise FileNotFoundError(f"{cls_name} was not found in {root} ({e}). Pass the directory "
-                                    "torchvision stored it in, or download=True to download it.") from e
+            raise FileNotFoundError(f"{cls_name} was not found in {root} ({e}). Give the directory torchvision "
+                                    f"stored it in (command line: --data {key}:DIR; Python: "
+                                    "load_torchvision(..., download=True) fetches it).") from e
         x = torch.as_tensor(np.asarray(ds.data))
         x = x.unsqueeze(1) if layout == "nhw" else x.permute(0, 3, 1, 2) if layout == "nhwc" else x
         labels = ds.labels if key == "svhn" else ds.targets

@@ -133,6 +133,8 @@ class TrainResult:
     seconds: float
     stopped_early: bool = False
     """The ranking monitor's stop rule ended the training before the budget."""
+    start_step: int = 0
+    """The step this call started at: > 0 when it resumed a checkpoint, == ``steps`` when nothing was left."""
 
 
 class TrainingDiverged(FloatingPointError):
@@ -294,6 +296,7 @@ def train_supernet(
             monitor.load_state_dict(state["monitor"])
         _logger.info("Resumed from %s at step %d of %d.", ckpt_path, step, total_steps)
 
+    start_step = step
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"`batch_size` {config.batch_size} must be divisible by the {world} distributed ranks.")
@@ -395,7 +398,8 @@ def train_supernet(
         bar.close()
     if stopped:
         _logger.info("Stopped at step %d of %d: the probe ranking was stable.", step, total_steps)
-    return TrainResult(history=history, steps=step, images=images, seconds=elapsed, stopped_early=stopped)
+    return TrainResult(history=history, steps=step, images=images, seconds=elapsed, stopped_early=stopped,
+                       start_step=start_step)
 
 
 def _phase_turn(phase: TrainingPhase, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,

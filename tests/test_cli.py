@@ -61,18 +61,48 @@ def test_kshot_from_one_shot_checkpoint(tmp_path):
         (["train", "--data", "fashion-mnist:/nonexistent/dir"], "apt-get install dataset-fashion-mnist"),
         (["train", "--widths", "half"], "--widths takes comma-separated fractions"),
         (["train", "--space", "macro", "--widths", "0.5,1"], "needs --space layerwise"),
-        (["train", "--epochs", "0"], "`epochs` must be a positive int"),
+        (["train", "--epochs", "0"], "--epochs must be a positive integer, not 0"),
         (["search", "--checkpoint", "/nonexistent.pt"], "No checkpoint at"),
         (["train", "--supernet", "twoshot"], "Unknown supernet kind 'twoshot'"),
         (["train", "--init-from", "x.pt"], "add --supernet kshot"),
         (["train", "--widths", "0.5,1.5"], "`widths` must be fractions in (0, 1]"),
-        (["train", "--supernet", "kshot", "--simplex-every", "0"], "`simplex_every` must be an int >= 1"),
+        (["train", "--supernet", "kshot", "--simplex-every", "0"], "--simplex-every must be a positive integer"),
     ],
 )
 def test_misuse_exits_2_with_one_clear_line(argv, message, capsys, tmp_path):
     assert main([*argv, "--quiet"] if argv[0] == "train" else argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "--trials", "-5"], "--trials must be a positive integer, not -5"),
+        (["run", "--trials", "-5"], "--trials must be a positive integer, not -5"),
+        (["run", "--objectives", "accuracy,speed"], "--objectives takes distinct names"),
+        (["train", "--monitor", "2"], "--monitor needs at least 3 probe archs"),
+        (["run", "--max-macs", "0"], "--max-macs must be positive"),
+        (["run", "--retrain-epochs", "-1"], "--retrain-epochs must be 0 or more"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # no study, no checkpoint
+
+
+def test_rerun_says_what_was_reused_and_resumed(tmp_path, capsys):
+    argv = ["train", *_tiny(tmp_path), "--monitor", "0"]
+    assert main(argv) == 0
+    assert "trained oneshot supernet on" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "reused the trained oneshot supernet" in capsys.readouterr().out
+    longer = [a if a != "1024" else "2048" for a in argv]  # a larger budget: the run continues from its state
+    assert main(longer) == 2  # another run's settings: refused, with the reason
+    assert "another run" in capsys.readouterr().err
 
 
 def test_unknown_space_is_an_argparse_error(capsys):
@@ -140,7 +170,8 @@ def test_sigkilled_training_resumes_to_the_same_result(tmp_path):
     proc.wait()
     state = load_checkpoint(tmp_path / "killed.pt")  # never half-written: atomic rename
     assert 0 < state["step"] < load_checkpoint(tmp_path / "full.pt")["step"]
-    subprocess.run(command(tmp_path / "killed.pt"), check=True, env=env, capture_output=True)
+    resumed_run = subprocess.run(command(tmp_path / "killed.pt"), check=True, env=env, capture_output=True, text=True)
+    assert f"resumed {tmp_path / 'killed.pt'} at step {state['step']}" in resumed_run.stdout
     full, resumed = load_checkpoint(tmp_path / "full.pt")["model"], load_checkpoint(tmp_path / "killed.pt")["model"]
     assert all(torch.equal(full[k], resumed[k]) for k in full)
 

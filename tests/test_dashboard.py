@@ -143,8 +143,10 @@ def _free_port():
 def test_dashboard_command_misuse_exits_2(tmp_path, capsys, extra, message):
     argv = ["dashboard", "--storage", f"sqlite:///{tmp_path / 'study.db'}", "--port", str(_free_port()), *extra]
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
+    captured = capsys.readouterr()
+    err = captured.err.strip()
     assert message in err and len(err.splitlines()) == 1
+    assert "optuna-dashboard on http" not in captured.out  # no announcement of a server that will not run
 
 
 def test_dashboard_command_busy_port_exits_2(tmp_path, capsys):
