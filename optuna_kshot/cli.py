@@ -26,6 +26,9 @@ class UsageError(ValueError):
 
 # ------------------------------------------------------------------------------------------------ options
 def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads to use: intra-op threads for training, scoring threads for a search "
+                        "(default: $OMP_NUM_THREADS if set, else every core)")
     p.add_argument("--data", default="default",
                    help="'default' (built-in Fashion-MNIST subset), 'fashion-mnist[:DIR]' (Debian idx files), "
                         "'cifar10:DIR' and other torchvision sets from a directory, or 'package.module:function' "
@@ -108,7 +111,8 @@ def _add_search(p: argparse.ArgumentParser, with_checkpoint: bool) -> None:
     p.add_argument("--max-params", type=float, default=None, help="parameter budget (a constraint)")
     p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES,
                    help="BN recalibration batches of 256 images (default: %(default)s)")
-    p.add_argument("--n-jobs", type=int, default=1, help="threads scoring trials (default: %(default)s)")
+    p.add_argument("--n-jobs", type=int, default=None,
+                   help="threads scoring trials at once, each with one intra-op thread (default: --threads)")
     p.add_argument("--heartbeat", type=int, default=5,
                    help="RDB storages: heartbeat interval in seconds; a trial silent for 4x that is failed and "
                         "retried (default: %(default)s)")
@@ -254,6 +258,11 @@ def _user_model(spec: str, data: Any) -> tuple[Any, Any]:
 
 
 def _train(args: argparse.Namespace, data: Any) -> Path:
+    _use_threads(_threads(args))
+    return _train_supernet(args, data)
+
+
+def _train_supernet(args: argparse.Namespace, data: Any) -> Path:
     from .paths import default_path_sampler, make_path_sampler
     from .supernets import load_supernet, make_supernet, supernet_metadata
     from .training import TrainConfig, init_distributed_from_env, train_supernet
@@ -499,7 +508,9 @@ def _search(args: argparse.Namespace, data: Any) -> Any:
         save_training(study, history, config=shown)  # a study searched from an existing checkpoint
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # --trials is the study's total: workers started on the same storage share it and stop together
-    run_workers(study, objective, args.trials, n_jobs=args.n_jobs, show_progress_bar=not args.quiet)
+    n_jobs = args.n_jobs or _threads(args)
+    _use_threads(1 if n_jobs > 1 else _threads(args))  # parallel archs, not parallel ops within one
+    run_workers(study, objective, args.trials, n_jobs=n_jobs, show_progress_bar=not args.quiet)
     _print_front(study, objective.metric_names)
     _report(args, study, history, shown, ground_truth_for(state.get("space", {}), state.get("data")))
     return study
@@ -592,6 +603,7 @@ def _load_study(args: argparse.Namespace) -> Any:
 
 def _retrain(args: argparse.Namespace, data: Any, study: Any = None, out: str | Path | None = None) -> Any:
     """Retrain the picked trial's arch (and the reference arch) with the same budget; report test accuracy."""
+    _use_threads(_threads(args))
     from .export import save_subnet
     from .objective import pick_trial
     from .retrain import reference_arch, retrain
@@ -687,10 +699,27 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threads(args: argparse.Namespace) -> int:
+    """The CPU threads this command may use: --threads, else $OMP_NUM_THREADS, else every core."""
+    import os
+
+    if getattr(args, "threads", None):
+        return int(args.threads)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+
+
+def _use_threads(n: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 def _check_args(args: argparse.Namespace) -> None:
     """Every numeric option checked before any work (no study created or supernet trained on a bad one)."""
     positive = ("trials", "epochs", "batch_size", "k", "simplex_every", "calib_batches", "n_jobs", "heartbeat",
-                "monitor_every", "stable_checks", "budget_images", "checkpoint_every", "cells", "channels")
+                "threads", "monitor_every", "stable_checks", "budget_images", "checkpoint_every", "cells", "channels")
     for name in positive:
         value = getattr(args, name, None)
         if value is not None and value < 1:
