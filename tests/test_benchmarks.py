@@ -96,3 +96,13 @@ def test_hypervolume_2d_by_hand():
     # reference (0.6, 10): boxes [0.5,1)x0.1 + [1,3)x0.2 + [3,9)x0.3 + [9,10)x0.35
     assert tabular.hypervolume_2d(acc, cost, 0.6, 10.0) == pytest.approx(0.05 + 0.4 + 1.8 + 0.35)
     assert tabular.hypervolume_2d(acc, cost, 0.99, 10.0) == 0.0
+
+
+def test_budget_curve_smoke(tmp_path):
+    stdout, result = _run("budget.py", tmp_path)
+    assert "stop rule fires at" in stdout
+    assert {r["budget"] for r in result["runs"]} == {1024, 2048}
+    for run in result["runs"]:
+        assert run["monitor"] and -1 <= run["kendall_tau"] <= 1 and set(run["stop_images"]) == {"0.7", "0.8", "0.9"}
+        assert run["monitor"][0]["tau_prev"] is None and "tau_macs" in run["monitor"][0]
+    assert set(result["free_predictors"]) >= {"macs", "params", "enn"}
