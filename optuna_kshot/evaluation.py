@@ -136,13 +136,14 @@ class SupernetEvaluator:
         """The fixed training batches BN is recalibrated on (on this evaluator's device)."""
         return list(self._calib)
 
-    def subnet(self, arch: Mapping[str, Any], *, deploy: bool = False) -> nn.Module:
+    def subnet(self, arch: Mapping[str, Any], *, deploy: bool = False, share_weights: bool = False) -> nn.Module:
         """The arch's subnet with this evaluator's BN calibration (what :meth:`score` evaluates). ``deploy``
         drops SCARLET stabilizers (plain identity skips, loadable by :func:`~optuna_kshot.load_subnet`); BN is
-        recalibrated for what the subnet then computes."""
+        recalibrated for what the subnet then computes. ``share_weights`` (what scoring uses) aliases the
+        supernet's parameters instead of copying them: only for reading."""
         arch = self.space.validate(arch)
         with torch.no_grad():
-            subnet = self.supernet.export(arch, deploy=deploy).to(self.device)
+            subnet = self.supernet.export(arch, deploy=deploy, share_weights=share_weights).to(self.device)
         if self.bn_mode == "recalibrate":
             recalibrate_bn(subnet, self._calib)
         return subnet.eval()
@@ -156,7 +157,7 @@ class SupernetEvaluator:
             if hit is not None:
                 return hit
         start = time.perf_counter()
-        subnet = self.subnet(arch)
+        subnet = self.subnet(arch, share_weights=True)
         accuracy, loss = evaluate_model(
             subnet, self.val, batch_size=self.batch_size, device=self.device, batch_stats=self.bn_mode == "batch"
         )

@@ -60,6 +60,7 @@ class Supernet(Protocol):
     - ``forward(x, arch)``: logits of ``arch``; stateless with respect to the arch (thread-safe scoring);
     - ``export(arch, deploy=False)``: the arch's plain ``nn.Module`` with inherited (merged) weights, computing
       exactly what ``forward(x, arch)`` computes; ``deploy`` drops training-only parts (SCARLET stabilizers);
+      ``share_weights`` aliases the supernet's parameters (read-only use: scoring) instead of copying them;
     - ``config()``: plain data (kind and options) that, with the model, rebuilds the supernet from a checkpoint;
     - ``parameter_groups(weight_decay)``: the loop's optimiser groups (what decays and what does not);
     - ``phases()``: extra training turns (:class:`TrainingPhase`);
@@ -71,7 +72,7 @@ class Supernet(Protocol):
 
     def __call__(self, x: torch.Tensor, arch: Mapping[str, Any]) -> torch.Tensor: ...
 
-    def export(self, arch: Mapping[str, Any], *, deploy: bool = False) -> nn.Module: ...
+    def export(self, arch: Mapping[str, Any], *, deploy: bool = False, share_weights: bool = False) -> nn.Module: ...
 
     def config(self) -> dict[str, Any]: ...
 

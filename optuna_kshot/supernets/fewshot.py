@@ -169,10 +169,10 @@ class FewShotSupernet(nn.Module):
         return self.supernets[self.route(arch)].run(x, arch)
 
     @torch.no_grad()
-    def export(self, arch: Mapping[str, Any], *, deploy: bool = False) -> nn.Module:
+    def export(self, arch: Mapping[str, Any], *, deploy: bool = False, share_weights: bool = False) -> nn.Module:
         """The arch's subnet from its sub-supernet (at the sub-supernet's width: ``subnet.space`` says which,
         for built-in spaces)."""
-        return self.supernets[self.group(arch)].export(arch, deploy=deploy)
+        return self.supernets[self.group(arch)].export(arch, deploy=deploy, share_weights=share_weights)
 
     def example_input(self) -> torch.Tensor | None:
         return self.supernets[0].example_input()

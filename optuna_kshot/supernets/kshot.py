@@ -253,17 +253,17 @@ class KShotSupernet(nn.Module):
             return self.simplex([arch])[0]
 
     @torch.no_grad()
-    def export(self, arch: Mapping[str, Any], *, deploy: bool = False) -> nn.Module:
+    def export(self, arch: Mapping[str, Any], *, deploy: bool = False, share_weights: bool = False) -> nn.Module:
         """The arch's plain subnet with the copies merged into one weight set (as small as a one-shot one), with the
         code a forward uses (the simplex-net's; uniform while training in the warm-up); ``deploy`` drops
         stabilizers."""
         arch = self.space.validate(arch)
         if self.k == 1:
-            return self.base.export(arch, deploy=deploy)
+            return self.base.export(arch, deploy=deploy, share_weights=share_weights)
         from ..choices import use_arch
 
         with _use_code(self._code_for(arch)), use_arch(arch):
-            return export_path(self.base.model, arch, deploy=deploy)
+            return export_path(self.base.model, arch, deploy=deploy, share_weights=share_weights)
 
     def example_input(self) -> torch.Tensor | None:
         return self.base.example_input()

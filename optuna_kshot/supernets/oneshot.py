@@ -126,11 +126,13 @@ class OneShotSupernet(nn.Module):
             return self.model(x)
 
     @torch.no_grad()
-    def export(self, arch: Mapping[str, Any], *, deploy: bool = False) -> nn.Module:
-        """The arch's plain subnet with copies of its weights; ``deploy`` drops stabilizers (plain identities)."""
+    def export(self, arch: Mapping[str, Any], *, deploy: bool = False, share_weights: bool = False) -> nn.Module:
+        """The arch's plain subnet with copies of its weights; ``deploy`` drops stabilizers (plain identities);
+        ``share_weights`` aliases the supernet's parameters instead of copying them (read-only use, e.g.
+        scoring)."""
         arch = self.space.validate(arch)
         with use_arch(arch):
-            return export_path(self.model, arch, deploy=deploy)
+            return export_path(self.model, arch, deploy=deploy, share_weights=share_weights)
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "options": {"stabilizer": self.stabilized}}

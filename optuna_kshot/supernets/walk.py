@@ -22,20 +22,24 @@ from .stabilizer import Stabilizer
 __all__ = ["export_path", "effective_tensors"]
 
 
-def _plain_copy(module: nn.Module, arch: Mapping[str, Any], deploy: bool) -> nn.Module:
+def _plain_copy(module: nn.Module, arch: Mapping[str, Any], deploy: bool, share: bool) -> nn.Module:
     cls = parametrize.type_before_parametrizations(module)
     out = cls.__new__(cls)
     state = dict(module.__dict__)
     params: dict[str, nn.Parameter | None] = {}
     for name, p in module._parameters.items():
-        params[name] = None if p is None else nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
+        if p is None:
+            params[name] = None
+            continue
+        value = p.detach() if share else p.detach().clone()
+        params[name] = nn.Parameter(value, requires_grad=p.requires_grad and not share)
     if parametrize.is_parametrized(module):
         for name in module.parametrizations:
-            value = getattr(module, name)
-            params[name] = nn.Parameter(value.detach().clone(), requires_grad=True)
+            value = getattr(module, name).detach()  # merged: a new tensor already
+            params[name] = nn.Parameter(value if share else value.clone(), requires_grad=not share)
     state["_parameters"] = params
     state["_buffers"] = {n: None if b is None else b.detach().clone() for n, b in module._buffers.items()}
-    state["_modules"] = {n: export_path(c, arch, deploy=deploy) if c is not None else None
+    state["_modules"] = {n: export_path(c, arch, deploy=deploy, share_weights=share) if c is not None else None
                          for n, c in module._modules.items() if n != "parametrizations"}
     for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_state_dict_hooks",
                   "_load_state_dict_pre_hooks"):
@@ -47,19 +51,22 @@ def _plain_copy(module: nn.Module, arch: Mapping[str, Any], deploy: bool) -> nn.
     return out
 
 
-def export_path(module: nn.Module, arch: Mapping[str, Any], *, deploy: bool = False) -> nn.Module:
+def export_path(module: nn.Module, arch: Mapping[str, Any], *, deploy: bool = False,
+                share_weights: bool = False) -> nn.Module:
     """The plain module that computes what ``module`` computes for ``arch`` (call inside the arch's context;
-    K-shot: inside its code's context too). ``deploy`` turns stabilizers into identities."""
+    K-shot: inside its code's context too). ``deploy`` turns stabilizers into identities. ``share_weights``: the
+    parameters alias the supernet's (frozen; for read-only use such as scoring) instead of being copied; buffers
+    (BN statistics, which calibration rewrites) are always copies."""
     if isinstance(module, OpChoice):
-        return export_path(module[str(arch[module.choice_name])], arch, deploy=deploy)
+        return export_path(module[str(arch[module.choice_name])], arch, deploy=deploy, share_weights=share_weights)
     if isinstance(module, Stabilizer):
         if deploy:
             return nn.Identity()
-        return _plain_copy(module, arch, deploy)
+        return _plain_copy(module, arch, deploy, share_weights)
     to_static = getattr(module, "to_static", None)
     if callable(to_static):
         return to_static(arch)
-    return _plain_copy(module, arch, deploy)
+    return _plain_copy(module, arch, deploy, share_weights)
 
 
 def effective_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
