@@ -21,7 +21,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from _gt import RESULTS, ground_truth, sample_archs
 from ground_truth import make_space
@@ -144,7 +143,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         stop = longest["stop_images"].get("0.8")
         if stop is not None:
             ax.axvline(stop, color=f"C{i}", ls=":", lw=1, label=f"{kind}: monitor stops (tau>=0.8)")
-    for j, (name, tau) in enumerate(result["free_predictors"].items()):
+    for name, tau in result["free_predictors"].items():
         ax.axhline(tau, color="0.5", ls="-.", lw=0.8)
         ax.annotate(name, (0.99, tau), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7)
     ax.axhline(result["ground_truth"]["ceiling"], color="k", ls="--", lw=0.8)
