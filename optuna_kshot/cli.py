@@ -714,6 +714,8 @@ def _use_threads(n: int) -> None:
 
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    if torch.cuda.is_available():  # fixed input shapes: let cuDNN pick its fastest kernels (this process only)
+        torch.backends.cudnn.benchmark = True
 
 
 def _check_args(args: argparse.Namespace) -> None:

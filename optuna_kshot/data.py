@@ -58,7 +58,8 @@ def _check_tensor(name: str, x: Any, dtype: torch.dtype, ndim: int, shape: str) 
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """uint8 images of shape (N, C, H, W) and int64 labels of shape (N,), kept on the CPU.
+    """uint8 images of shape (N, C, H, W) and int64 labels of shape (N,), on the CPU (or, via :meth:`to`, on the
+    device that trains: the training loop and the evaluator place them on CUDA once).
 
     ``mean`` and ``std`` (one value per channel, in [0, 1] units) normalise each batch as it is taken.
     """
@@ -138,6 +139,13 @@ class ArrayDataset:
                 yield self._normalise(x), self.labels[index].to(device, non_blocking=True)
 
         return iterate()
+
+    def to(self, device: str | torch.device) -> ArrayDataset:
+        """The same data held on ``device`` (placed once: batches are then cut there, with no host copies)."""
+        device = torch.device(device)
+        if self.images.device == device:
+            return self
+        return ArrayDataset(self.images.to(device), self.labels.to(device), self.mean, self.std)
 
     def subset(self, index: torch.Tensor | np.ndarray | Sequence[int] | slice) -> ArrayDataset:
         """A new dataset with the samples at ``index`` (a slice, integer indices or a boolean mask)."""

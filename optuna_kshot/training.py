@@ -249,11 +249,12 @@ def train_supernet(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"`config` must be a TrainConfig, but got {type(config).__name__}.")
-    from .loaders import as_split
+    from .loaders import as_split, on_device
 
     data = as_split(data)
     device = resolve_device(device)
     model.to(device)
+    data = on_device(data, device)
     net = _trainable(model)
     phases = list(net.phases())
     paths_per_step = len(sampler.sample(np.random.default_rng(0)))
