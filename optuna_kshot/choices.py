@@ -36,7 +36,7 @@ from torch import nn
 from .searchspace import Choice, SearchSpace
 
 __all__ = ["OpChoice", "ValueChoice", "Skip", "Zero", "use_arch", "current_arch", "chosen", "discover_space",
-           "choice_modules"]
+           "choice_modules", "covering_archs", "probe_forwards"]
 
 _ARCH: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("optuna_kshot_arch", default=None)
 
@@ -189,3 +189,23 @@ def discover_space(model: nn.Module) -> SearchSpace:
         )
     return SearchSpace([Choice(name, options) for name, (_, options, _) in found.items()])
 
+
+
+def covering_archs(space: SearchSpace) -> list[dict[str, Any]]:
+    """Archs that together pick every option of every choice at least once (options cycled, FairNAS-style)."""
+    m = max(len(c.options) for c in space.choices)
+    return [{c.name: c.options[i % len(c.options)] for c in space.choices} for i in range(m)]
+
+
+@torch.no_grad()
+def probe_forwards(model: nn.Module, space: SearchSpace, example_input: torch.Tensor) -> None:
+    """Run ``model`` in eval mode on ``example_input`` once per :func:`covering_archs` arch (so hooks registered
+    by the caller see every option), restoring its train/eval mode after."""
+    was_training = model.training
+    try:
+        model.eval()
+        for arch in covering_archs(space):
+            with use_arch(arch):
+                model(example_input)
+    finally:
+        model.train(was_training)

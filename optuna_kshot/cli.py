@@ -118,6 +118,17 @@ def _add_search(p: argparse.ArgumentParser, with_checkpoint: bool) -> None:
                         "retried (default: %(default)s)")
 
 
+def _add_searched(p: argparse.ArgumentParser) -> None:
+    """A trained supernet and its searched study (export, retrain)."""
+    p.add_argument("--checkpoint", default="runs/supernet.pt", help="trained supernet (default: %(default)s)")
+    p.add_argument("--storage", default="sqlite:///runs/study.db",
+                   help="Optuna storage of the searched study: sqlite:///FILE, journal:FILE or postgresql://... "
+                        "(default: %(default)s)")
+    p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
+    p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES,
+                   help="BN recalibration batches of 256 images (default: %(default)s)")
+
+
 def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trial", type=int, default=None,
                    help="trial number to export (default: the most accurate feasible Pareto-optimal trial)")
@@ -175,25 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_monitoring(p, report=True)
     _add_data(p)
     p = sub.add_parser("export", help="export a trial's arch as a plain PyTorch subnet with inherited weights")
-    p.add_argument("--checkpoint", default="runs/supernet.pt", help="trained supernet (default: %(default)s)")
-    p.add_argument("--storage", default="sqlite:///runs/study.db",
-                   help="Optuna storage: sqlite:///FILE (one process), journal:FILE (processes on one host), "
-                        "postgresql://... (many hosts) (default: %(default)s)")
-    p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
-    p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES,
-                   help="BN recalibration batches of 256 images (default: %(default)s)")
+    _add_searched(p)
     _add_export(p)
     _add_monitoring(p)
     _add_data(p)
     p = sub.add_parser("retrain", help="train a trial's arch as a plain network and report its test accuracy")
-    p.add_argument("--checkpoint", default="runs/supernet.pt", help="trained supernet (default: %(default)s)")
-    p.add_argument("--storage", default="sqlite:///runs/study.db",
-                   help="Optuna storage of the searched study (default: %(default)s)")
-    p.add_argument("--study-name", default="optuna-kshot", help="(default: %(default)s)")
+    _add_searched(p)
     p.add_argument("--trial", type=int, default=None,
                    help="trial number (default: the most accurate feasible Pareto-optimal trial)")
-    p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES,
-                   help="BN recalibration batches of 256 images (default: %(default)s)")
     _add_retrain(p)
     _add_monitoring(p)
     _add_data(p)

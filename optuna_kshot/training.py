@@ -24,7 +24,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .devices import resolve_device
 from .monitor import RankingMonitor
 from .paths import PathSampler
-from .supernets.contract import TrainingPhase, default_parameter_groups
+from .supernets.contract import SupernetDefaults, TrainingPhase
 
 __all__ = [
     "TrainConfig", "TrainResult", "EpochRecord", "TrainingDiverged", "train_supernet", "resolve_device",
@@ -141,10 +141,8 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class _Plain(nn.Module):
+class _Plain(SupernetDefaults, nn.Module):
     """A plain model (``model(x)``) behind the supernet contract, so stand-alone training runs the same loop."""
-
-    n_groups = 1
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -152,18 +150,6 @@ class _Plain(nn.Module):
 
     def forward(self, x: torch.Tensor, arch: Any = None) -> torch.Tensor:
         return self.model(x)
-
-    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        return default_parameter_groups(list(self.model.parameters()), weight_decay)
-
-    def phases(self) -> list[TrainingPhase]:
-        return []
-
-    def on_step(self, step: int, total_steps: int) -> None:
-        pass
-
-    def training_stats(self) -> dict[str, float]:
-        return {}
 
 
 def _trainable(model: nn.Module) -> Any:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..searchspace import SearchSpace
 
-__all__ = ["Supernet", "TrainingPhase", "default_parameter_groups"]
+__all__ = ["Supernet", "TrainingPhase", "SupernetDefaults", "default_parameter_groups"]
 
 
 @dataclass
@@ -83,6 +83,32 @@ class Supernet(Protocol):
     def on_step(self, step: int, total_steps: int) -> None: ...
 
     def describe_arch(self, arch: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+class SupernetDefaults:
+    """The contract's training methods for a supernet that needs nothing special: every parameter trained
+    (weight decay on matrices and kernels only), no extra phase, nothing to do per step, no statistics, one group.
+    Kinds override what differs."""
+
+    n_groups = 1
+
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        return default_parameter_groups(list(self.parameters()), weight_decay)  # type: ignore[attr-defined]
+
+    def phases(self) -> list[TrainingPhase]:
+        return []
+
+    def on_step(self, step: int, total_steps: int) -> None:
+        pass
+
+    def training_stats(self) -> dict[str, float]:
+        return {}
+
+    def group(self, arch: Mapping[str, Any]) -> int:
+        return 0
+
+    def describe_arch(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
 
 
 def default_parameter_groups(params: list[nn.Parameter], weight_decay: float,

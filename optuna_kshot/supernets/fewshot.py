@@ -34,7 +34,7 @@ from torch import nn
 from ..choices import OpChoice
 from ..searchspace import Arch, SearchSpace
 from ..spaces import ChainSpace, NB201Space, parse_op
-from .contract import TrainingPhase, default_parameter_groups
+from .contract import SupernetDefaults
 from .oneshot import OneShotSupernet
 
 __all__ = ["enn", "path_enn", "FewShotSupernet", "BalancedSampler", "make_router", "default_thresholds",
@@ -129,7 +129,7 @@ def make_router(
                      "function arch -> group with n_groups.")
 
 
-class FewShotSupernet(nn.Module):
+class FewShotSupernet(SupernetDefaults, nn.Module):
     """Several one-shot sub-supernets over one space, called as ``supernet(x, arch)``; ``arch`` runs on its group's.
 
     Build it with :func:`~optuna_kshot.make_supernet` (``kind="fewshot"``), which makes the sub-supernets.
@@ -189,18 +189,6 @@ class FewShotSupernet(nn.Module):
         if "n_groups" in self.split_info:
             options["n_groups"] = self.split_info["n_groups"]
         return {"kind": self.kind, "options": options}
-
-    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        return default_parameter_groups(list(self.parameters()), weight_decay)
-
-    def phases(self) -> list[TrainingPhase]:
-        return []
-
-    def on_step(self, step: int, total_steps: int) -> None:
-        pass
-
-    def training_stats(self) -> dict[str, float]:
-        return {}
 
     def balanced_sampler(self) -> BalancedSampler:
         return BalancedSampler(self.space, self.route, self.n_groups)

@@ -35,7 +35,7 @@ from torch.nn.utils import parametrize
 from ..choices import OpChoice, ValueChoice
 from ..searchspace import Arch, SearchSpace
 from ..seeding import seeded
-from .contract import TrainingPhase, default_parameter_groups
+from .contract import SupernetDefaults, TrainingPhase, default_parameter_groups
 from .oneshot import OneShotSupernet
 from .walk import export_path
 
@@ -144,7 +144,7 @@ def reinitialised(model: nn.Module) -> nn.Module:
     return fresh
 
 
-class KShotSupernet(nn.Module):
+class KShotSupernet(SupernetDefaults, nn.Module):
     """A K-shot supernet over a one-shot one, called as ``supernet(x, arch)``.
 
     Args:
@@ -165,7 +165,6 @@ class KShotSupernet(nn.Module):
     """
 
     kind = "kshot"
-    n_groups = 1
 
     def __init__(
         self,
@@ -302,9 +301,6 @@ class KShotSupernet(nn.Module):
         """Collapse indicators of the codes of 64 fixed archs (logged per epoch)."""
         with torch.no_grad():
             return code_stats(self.simplex(self._probe))
-
-    def group(self, arch: Mapping[str, Any]) -> int:
-        return 0
 
     def _simplex_loss(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         chunks = min(self.options["simplex_chunks"], len(x))

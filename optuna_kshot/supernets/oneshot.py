@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..choices import OpChoice, discover_space, use_arch
+from ..choices import OpChoice, chosen, discover_space, probe_forwards, use_arch
 from ..searchspace import Arch, SearchSpace
-from .contract import TrainingPhase, default_parameter_groups
-from .stabilizer import _covering_archs, add_stabilizers
+from .contract import SupernetDefaults
+from .stabilizer import add_stabilizers
 from .walk import export_path
 
 __all__ = ["OneShotSupernet", "check_output_shapes"]
@@ -34,8 +34,6 @@ def check_output_shapes(model: nn.Module, space: SearchSpace, example_input: tor
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         if isinstance(output, torch.Tensor):
-            from ..choices import chosen
-
             outputs.setdefault(id(module), {})[str(chosen(module.choice_name))] = tuple(output.shape)
 
     handles = []
@@ -43,26 +41,21 @@ def check_output_shapes(model: nn.Module, space: SearchSpace, example_input: tor
         if isinstance(m, OpChoice):
             names[id(m)] = m.choice_name
             handles.append(m.register_forward_hook(hook))
-    was_training = model.training
     try:
-        model.eval()
-        for arch in _covering_archs(space):
-            with use_arch(arch):
-                model(example_input)
+        probe_forwards(model, space, example_input)
     except (RuntimeError, ValueError) as e:
         raise ValueError(f"A probe forward of the model failed ({e}); do the options of each choice take and give "
                          "tensors of the same shape?") from e
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     for key, shapes in outputs.items():
         if len(set(shapes.values())) > 1:
             raise ValueError(f"The options of choice {names[key]!r} give outputs of different shapes "
                              f"{shapes!r}; every option of a choice must give the same shape.")
 
 
-class OneShotSupernet(nn.Module):
+class OneShotSupernet(SupernetDefaults, nn.Module):
     """A one-shot supernet over a model with choices: ``supernet(x, arch)`` runs ``model(x)`` with ``arch`` in
     context; every arch shares the candidates' weights.
 
@@ -77,7 +70,6 @@ class OneShotSupernet(nn.Module):
     """
 
     kind = "oneshot"
-    n_groups = 1
 
     def __init__(self, model: nn.Module, space: SearchSpace | None = None, *,
                  example_input: torch.Tensor | None = None, stabilizer: bool = False,
@@ -136,21 +128,3 @@ class OneShotSupernet(nn.Module):
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "options": {"stabilizer": self.stabilized}}
-
-    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        return default_parameter_groups(list(self.parameters()), weight_decay)
-
-    def phases(self) -> list[TrainingPhase]:
-        return []
-
-    def on_step(self, step: int, total_steps: int) -> None:
-        pass
-
-    def training_stats(self) -> dict[str, float]:
-        return {}
-
-    def group(self, arch: Mapping[str, Any]) -> int:
-        return 0
-
-    def describe_arch(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        return {}

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..choices import OpChoice, Skip, use_arch
+from ..choices import OpChoice, Skip, probe_forwards
 
 __all__ = ["Stabilizer", "add_stabilizers", "skip_input_shapes"]
 
@@ -34,12 +34,6 @@ class Stabilizer(nn.Module):
         return f"{self.weight.shape[0]}, conv={self.conv}"
 
 
-def _covering_archs(space: Any) -> list[dict[str, Any]]:
-    """Archs that together pick every option of every choice at least once (cycled FairNAS-style)."""
-    m = max(len(c.options) for c in space.choices)
-    return [{c.name: c.options[i % len(c.options)] for c in space.choices} for i in range(m)]
-
-
 @torch.no_grad()
 def skip_input_shapes(model: nn.Module, space: Any, example_input: torch.Tensor) -> dict[int, torch.Size]:
     """Input shape of every OpChoice holding a :class:`~optuna_kshot.choices.Skip` candidate (keyed by the
@@ -52,16 +46,11 @@ def skip_input_shapes(model: nn.Module, space: Any, example_input: torch.Tensor)
             shapes.setdefault(id(module), args[0].shape)
 
     handles = [t.register_forward_pre_hook(hook) for t in targets]
-    was_training = model.training
     try:
-        model.eval()
-        for arch in _covering_archs(space):
-            with use_arch(arch):
-                model(example_input)
+        probe_forwards(model, space, example_input)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     missing = [t.choice_name for t in targets if id(t) not in shapes]
     if missing:
         raise ValueError(f"The probe forward never reached the choices {missing!r}, so their stabilizers cannot be "
