@@ -46,7 +46,7 @@ def _job(job: dict[str, Any]) -> dict[str, Any]:
     data = load_split(job["data"], job["resolution"])
     spec = KINDS[job["kind"]]
     supernet = ok.make_supernet(space, spec["kind"], seed=job["seed"], **_options(spec, space))
-    monitor = RankingMonitor(data.train, data.val, probes=job["probes"], seed=job["seed"])
+    monitor = RankingMonitor(data.train, data.val, probes=job["probes"], seed=job["seed"], every=1)
     config = ok.TrainConfig(budget_images=job["budget"], batch_size=64, lr=job["lr"], seed=job["seed"])
     sampler = ok.make_path_sampler(spec["sampler"], space, supernet=supernet)
     start = time.perf_counter()

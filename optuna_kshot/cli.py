@@ -82,7 +82,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--monitor", type=int, default=8,
                    help="ranking monitor: score this many fixed probe archs after epochs and report the Kendall tau "
                         "between checks and with MACs/params/ENN; 0 turns it off (default: %(default)s)")
-    p.add_argument("--monitor-every", type=int, default=1, help="monitor check every this many epochs (default: 1)")
+    p.add_argument("--monitor-every", type=int, default=None,
+                   help="monitor check every this many epochs (default: as often as costs at most 5%% of the "
+                        "training: every epoch on full Fashion-MNIST, every 5th on the built-in subset)")
     p.add_argument("--stop-when-stable", type=float, default=None, metavar="TAU",
                    help="stop training once the probe ranking's tau between checks is >= TAU for --stable-checks "
                         "checks in a row (default: train the whole budget)")

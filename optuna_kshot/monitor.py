@@ -19,6 +19,7 @@ stand-alone accuracies of some archs) ranks them no better than a free predictor
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -119,7 +120,10 @@ class RankingMonitor:
         val: the validation split (its first ``val_images`` of a seeded permutation are scored).
         probes: number of probe archs (spread over ENN and MACs).
         val_images, calib_images: validation images scored and training images BN is calibrated on, per probe.
-        every: check after every this many epochs (and after the last).
+        every: check after every this many epochs (and after the last); None picks the smallest interval whose
+            checks cost at most ``overhead`` of the training's forward and backward passes (about 3 forward
+            passes per training image), so that small data sets are not checked more than they are trained.
+        overhead: the share of training compute the checks may take when ``every`` is None.
         stop_tau, stop_checks: stop training once the tau between consecutive checks is at least ``stop_tau``
             for ``stop_checks`` checks in a row (None: never stop early).
         seed: seeds the probe set and the subsets.
@@ -130,7 +134,8 @@ class RankingMonitor:
     probes: int = 8
     val_images: int = 256
     calib_images: int = 128
-    every: int = 1
+    every: int | None = None
+    overhead: float = 0.05
     stop_tau: float | None = None
     stop_checks: int = 2
     seed: int = 0
@@ -139,6 +144,8 @@ class RankingMonitor:
     def __post_init__(self) -> None:
         for name in ("probes", "val_images", "calib_images", "every", "stop_checks"):
             value = getattr(self, name)
+            if value is None and name == "every":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int, but got {value!r}.")
         if self.probes < 3:
@@ -150,6 +157,10 @@ class RankingMonitor:
         self.train, self.val = as_split(self.train), as_split(self.val)
         generator = torch.Generator().manual_seed(self.seed)
         self._val = self.val.subset(torch.randperm(len(self.val), generator=generator)[: self.val_images])
+        if self.every is None:
+            check = self.probes * (self.calib_images + min(self.val_images, len(self.val)))
+            epoch = 3 * len(self.train)  # forward + backward of every training image, in forward-pass units
+            self.every = max(1, math.ceil(check / (self.overhead * epoch)))
         self._archs: list[Arch] | None = None
         self._free: dict[str, list[float]] = {}
 

@@ -226,7 +226,8 @@ def test_monitor_stops_when_stable_warns_and_shows_on_the_study(tmp_path, capsys
     (tmp_path / "truth.json").write_text(json.dumps(truth))
     storage = f"sqlite:///{tmp_path / 'm.db'}"
     argv = ["train", "--space", "macro", "--width-mult", "0.0625", "--epochs", "4", "--checkpoint",
-            str(tmp_path / "m.pt"), "--monitor", "4", "--stop-when-stable", "-1", "--stable-checks", "1",
+            str(tmp_path / "m.pt"), "--monitor", "4", "--monitor-every", "1", "--stop-when-stable", "-1",
+            "--stable-checks", "1",
             "--truth", str(tmp_path / "truth.json"), "--storage", storage, "--study-name", "m"]
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -26,12 +26,13 @@ def test_monitor_runs_in_every_kind_and_its_history_survives_a_resume(kind, opti
         if record.epoch == 1:
             raise Killed
 
-    monitor = RankingMonitor(tiny_data.train, tiny_data.val, probes=6, val_images=64, calib_images=64)
+    monitor = RankingMonitor(tiny_data.train, tiny_data.val, probes=6, val_images=64, calib_images=64, every=1)
     with pytest.raises(Killed):
         ok.train_supernet(supernet, tiny_data.train, config, sampler=sampler, checkpoint=ckpt, metadata=meta,
                           monitor=monitor, callbacks=[kill_after_second_epoch], progress=False)
     assert len(load_checkpoint(ckpt)["monitor"]["history"]) == 2
-    resumed_monitor = RankingMonitor(tiny_data.train, tiny_data.val, probes=6, val_images=64, calib_images=64)
+    resumed_monitor = RankingMonitor(tiny_data.train, tiny_data.val, probes=6, val_images=64, calib_images=64,
+                                     every=1)
     result = ok.train_supernet(ok.make_supernet(tiny_space, kind, **options), tiny_data.train, config,
                                sampler=sampler, checkpoint=ckpt, metadata=meta, monitor=resumed_monitor,
                                progress=False)
@@ -51,7 +52,7 @@ def test_stop_rule_ends_training_early_and_a_rerun_does_not_train_on(tiny_space,
     meta = ok.supernet_metadata(supernet)
 
     def monitor():  # every check counts as stable: stop after the 2nd check that has a previous one
-        return RankingMonitor(tiny_data.train, tiny_data.val, probes=4, val_images=32, calib_images=32,
+        return RankingMonitor(tiny_data.train, tiny_data.val, probes=4, val_images=32, calib_images=32, every=1,
                               stop_tau=-1.0, stop_checks=2)
 
     result = ok.train_supernet(supernet, tiny_data.train, config, sampler=ok.UniformPaths(tiny_space),
@@ -63,6 +64,14 @@ def test_stop_rule_ends_training_early_and_a_rerun_does_not_train_on(tiny_space,
                               sampler=ok.UniformPaths(tiny_space), checkpoint=ckpt, metadata=meta,
                               monitor=monitor(), progress=False)
     assert again.steps == result.steps and again.stopped_early
+
+
+def test_default_check_interval_keeps_the_monitor_cheap(default_data, tiny_data):
+    """Checks cost at most ~5% of training: every epoch of full-size data, every few of a small set."""
+    assert RankingMonitor(default_data.train, default_data.val).every == 5  # 5,000 images: 8 x 384 per check
+    big = default_data.train.subset(torch.arange(5000).repeat(10))  # 50,000 images
+    assert RankingMonitor(big, default_data.val).every == 1
+    assert RankingMonitor(tiny_data.train, tiny_data.val, every=3).every == 3
 
 
 def test_probes_spread_over_enn_and_macs(tiny_space):
