@@ -127,7 +127,8 @@ def make_supernet(
         raise TypeError(f"Unknown few-shot options {sorted(unknown)!r}.")
     split = options.get("split", "enn")
     route, n_groups, info = make_router(space, split, thresholds=options.get("thresholds"),
-                                        n_groups=options.get("n_groups"), model=user_model)
+                                        n_groups=options.get("n_groups"),
+                                        model=None if user_model is None else copy.deepcopy(user_model))
     width_ratio = options.get("width_ratio")
     if width_ratio is None:
         by_op = isinstance(split, str) and split.startswith("op:")
