@@ -107,3 +107,16 @@ def test_thread_safety_n_jobs(evaluator, tiny_space):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_calibration_default_is_one_for_library_and_cli():
+    import inspect
+
+    from optuna_kshot.cli import build_parser
+    from optuna_kshot.defaults import CALIB_BATCHES
+
+    library = inspect.signature(SupernetEvaluator).parameters["calib_batches"].default
+    parser = build_parser()
+    for command in ("search", "export", "retrain", "run"):
+        argv = [command] if command != "run" else ["run"]
+        assert parser.parse_args(argv).calib_batches == library == CALIB_BATCHES, command

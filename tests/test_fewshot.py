@@ -152,6 +152,8 @@ def test_disconnected_archs_are_never_trained():
 
 def test_fewshot_through_objective_and_export(tiny_space, tiny_data, tmp_path):
     supernet = make_supernet(tiny_space, "fewshot", split="enn", thresholds=[6])
+    train_supernet(supernet, tiny_data.train, TrainConfig(epochs=2, lr=0.1),
+                   sampler=make_path_sampler("balanced", tiny_space, supernet=supernet), progress=False)
     evaluator = SupernetEvaluator(supernet, tiny_space, tiny_data.train, tiny_data.val, calib_batches=1)
     objective = SupernetObjective(evaluator, objectives=("accuracy", "macs"))
     study = objective.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -164,4 +166,6 @@ def test_fewshot_through_objective_and_export(tiny_space, tiny_data, tmp_path):
     save_subnet(subnet, tiny_space, trial.params, tmp_path / "s")
     loaded = load_subnet(tmp_path / "s")
     assert loaded.space == supernet.subspace  # the narrower sub-supernet's width is recorded
-    assert evaluate_model(loaded, tiny_data.val)[0] == trial.values[0]
+    accuracy, loss = evaluate_model(loaded, tiny_data.val)
+    assert accuracy == trial.values[0] and loss == pytest.approx(trial.user_attrs["val_loss"], abs=1e-6)
+    assert len({round(t.user_attrs["val_loss"], 6) for t in study.trials}) > 1  # trained: scores differ
