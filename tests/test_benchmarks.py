@@ -65,6 +65,12 @@ def test_ranking_smoke(tmp_path):
     picks = merged["search"]["picks"]
     assert {p["kind"] for p in picks} == {"oneshot"} and all(0 <= p["gt_accuracy"] <= 1 for p in picks)
     assert all(p["macs"] <= p["max_macs"] for p in picks) and len(merged["search"]["reference"]) == 2
+    # blending with MACs, measured on the saved result (no training)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "blend.py"), str(tmp_path / "result.json"),
+                           "--out", str(tmp_path / "blend.json")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    blend = json.loads((tmp_path / "blend.json").read_text())["rows"]
+    assert {r["kind"] for r in blend} == set(rows) and all(len(r["vs_free"]["ci"]) == 2 for r in blend)
 
 
 def _module(name):
