@@ -46,7 +46,7 @@ def main() -> None:
     objective.prepare(study)  # checks the directions, names the metrics
     study.optimize(objective, n_trials=6 if args.smoke else 60)
 
-    best = max(study.best_trials, key=lambda t: t.values[0])
+    best = ok.pick_trial(study)  # the most accurate feasible Pareto-optimal trial
     print(f"{len(study.trials)} trials; best accuracy {best.values[0]:.4f} at {best.values[1]:,.0f} MACs")
     print(f"arch: {best.params}")
     subnet = evaluator.subnet(best.params)  # a plain nn.Module with the supernet's weights

@@ -68,6 +68,8 @@ _EXPORTS = {
     "make_supernet": "supernets",
     "measure_costs": "costs",
     "nb201_space": "spaces",
+    "pick_trial": "objective",
+    "open_study": "objective",
     "ranking_metrics": "metrics",
     "recalibrate_bn": "evaluation",
     "reference_arch": "retrain",
@@ -111,6 +113,8 @@ if TYPE_CHECKING:  # the real names for type checkers (mypy, pyright); at run ti
     from .nn import build_subnet as build_subnet
     from .objective import Evaluator as Evaluator
     from .objective import SupernetObjective as SupernetObjective
+    from .objective import open_study as open_study
+    from .objective import pick_trial as pick_trial
     from .paths import FairPaths as FairPaths
     from .paths import FixedPath as FixedPath
     from .paths import FlopsBinPaths as FlopsBinPaths
