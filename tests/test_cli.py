@@ -22,6 +22,7 @@ def _storage(tmp_path, checkpoint="supernet.pt"):
             "--checkpoint", str(tmp_path / checkpoint), "--calib-batches", "1"]
 
 
+@pytest.mark.slow
 def test_train_search_export(tmp_path, capsys):
     assert main(["train", *_tiny(tmp_path)]) == 0
     assert (tmp_path / "supernet.pt").is_file()
@@ -38,6 +39,7 @@ def test_train_search_export(tmp_path, capsys):
     assert spec["trial"] in {t.number for t in study.best_trials}
 
 
+@pytest.mark.slow
 def test_kshot_from_one_shot_checkpoint(tmp_path):
     assert main(["train", *_tiny(tmp_path)]) == 0
     kshot = ["--space", "macro", "--width-mult", "0.0625", "--budget-images", "512", "--quiet",
@@ -194,6 +196,7 @@ def test_nan_loss_exits_2_with_a_clear_message(tmp_path, capsys):
     assert "lower the learning rate" in err
 
 
+@pytest.mark.slow
 def test_own_model_and_data_by_name(tmp_path, capsys):
     """train/search/export on a user's model and datasets named package.module:function; search and export take
     the model from the checkpoint; the exported subnet loads as a torch.export program."""
@@ -217,6 +220,7 @@ def test_own_model_and_data_by_name(tmp_path, capsys):
     assert "has no 'nothing_here'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_monitor_stops_when_stable_warns_and_shows_on_the_study(tmp_path, capsys):
     from optuna_kshot import macro_space
 
@@ -242,6 +246,7 @@ def test_monitor_stops_when_stable_warns_and_shows_on_the_study(tmp_path, capsys
     assert "## Ranking readiness" in note and "no better than macs" in note
 
 
+@pytest.mark.slow
 def test_run_retrains_the_chosen_and_the_reference_arch(tmp_path, capsys):
     """The main job ends with a retrained model's test accuracy beside the reference arch's; `retrain` does the
     same for any trial, from scratch or from the inherited weights."""

@@ -8,6 +8,8 @@ from optuna_kshot.testing import SupernetContractSuite
 
 from .user_models import MLP, FlatImages, SmallResNet
 
+pytestmark = pytest.mark.slow  # 170 tests of every kind x 5 sources: CI runs them all
+
 
 @pytest.fixture(scope="module")
 def small(default_data):
