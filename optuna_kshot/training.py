@@ -154,7 +154,9 @@ class _Plain(SupernetDefaults, nn.Module):
 
 def _trainable(model: nn.Module) -> Any:
     """``model`` itself when it implements the supernet contract's training methods, else a plain-model adapter."""
-    if all(callable(getattr(model, m, None)) for m in ("parameter_groups", "phases", "on_step")):
+    from .supernets.contract import Trainable
+
+    if isinstance(model, Trainable):
         return model
     return _Plain(model)
 
@@ -303,7 +305,7 @@ def train_supernet(
 
     bar = tqdm(total=total_steps, initial=step, disable=not progress or rank != 0, desc="training", unit="step",
                leave=False)
-    per_group = getattr(net, "n_groups", 1) > 1  # few-shot: per-sub-supernet losses are logged per epoch
+    per_group = net.n_groups > 1  # few-shot: per-sub-supernet losses are logged per epoch
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     try:
         for epoch in range(step // steps_per_epoch, n_epochs):
@@ -359,7 +361,7 @@ def train_supernet(
                     elapsed, start = elapsed + now - start, now
                     write_checkpoint()
             elapsed += time.perf_counter() - start
-            extra = dict(getattr(net, "training_stats", dict)())
+            extra = dict(net.training_stats())
             extra.update({f"loss_group{g}": float(torch.stack(v).mean()) for g, v in sorted(group_loss.items())})
             if monitor is not None and monitor.due(epoch, n_epochs - 1):
                 extra.update(monitor.check(model, epoch, images).extra())

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..searchspace import SearchSpace
 
-__all__ = ["Supernet", "TrainingPhase", "SupernetDefaults", "default_parameter_groups"]
+__all__ = ["Supernet", "Trainable", "TrainingPhase", "SupernetDefaults", "default_parameter_groups"]
 
 
 @dataclass
@@ -53,34 +53,49 @@ that many training images in the budget.
 
 
 @runtime_checkable
-class Supernet(Protocol):
-    """What every supernet kind offers.
+class Trainable(Protocol):
+    """What the training loop needs of a model (the training half of :class:`Supernet`): called as
+    ``model(x, arch)``; ``parameter_groups(weight_decay)`` (the optimiser's groups), ``phases()`` (extra turns),
+    ``on_step(step, total_steps)``, ``training_stats()`` (numbers logged per epoch), ``group(arch)`` and
+    ``n_groups`` (sub-supernets whose losses are logged apart)."""
 
-    - ``space``: the search space (choices and options as ``trial.params`` holds them);
-    - ``forward(x, arch)``: logits of ``arch``; stateless with respect to the arch (thread-safe scoring);
-    - ``export(arch, deploy=False)``: the arch's plain ``nn.Module`` with inherited (merged) weights, computing
-      exactly what ``forward(x, arch)`` computes; ``deploy`` drops training-only parts (SCARLET stabilizers);
-      ``share_weights`` aliases the supernet's parameters (read-only use: scoring) instead of copying them;
-    - ``config()``: plain data (kind and options) that, with the model, rebuilds the supernet from a checkpoint;
-    - ``parameter_groups(weight_decay)``: the loop's optimiser groups (what decays and what does not);
-    - ``phases()``: extra training turns (:class:`TrainingPhase`);
-    - ``on_step(step, total_steps)``: told before each training step where the training is;
-    - ``describe_arch(arch)``: what a trial stores about the arch (e.g. its K-shot code or sub-supernet).
-    """
-
-    space: SearchSpace
+    n_groups: int
 
     def __call__(self, x: torch.Tensor, arch: Mapping[str, Any]) -> torch.Tensor: ...
-
-    def export(self, arch: Mapping[str, Any], *, deploy: bool = False, share_weights: bool = False) -> nn.Module: ...
-
-    def config(self) -> dict[str, Any]: ...
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]: ...
 
     def phases(self) -> list[TrainingPhase]: ...
 
     def on_step(self, step: int, total_steps: int) -> None: ...
+
+    def training_stats(self) -> dict[str, float]: ...
+
+    def group(self, arch: Mapping[str, Any]) -> int: ...
+
+
+@runtime_checkable
+class Supernet(Trainable, Protocol):
+    """What every supernet kind offers.
+
+    - ``space``: the search space (choices and options as ``trial.params`` holds them);
+    - ``forward(x, arch)``: logits of ``arch``; stateless with respect to the arch (thread-safe scoring);
+    - ``export(arch, deploy=False, share_weights=False)``: the arch's plain ``nn.Module`` with inherited (merged)
+      weights, computing exactly what ``forward(x, arch)`` computes; ``deploy`` drops training-only parts
+      (SCARLET stabilizers); ``share_weights`` aliases the supernet's parameters (read-only use: scoring);
+    - ``example_input()``: a one-sample input of the model's (for costs), or None;
+    - ``config()``: plain data (kind and options) that, with the model, rebuilds the supernet from a checkpoint;
+    - ``describe_arch(arch)``: what a trial stores about the arch (e.g. its K-shot code or sub-supernet);
+    - and the training half, :class:`Trainable`.
+    """
+
+    space: SearchSpace
+
+    def export(self, arch: Mapping[str, Any], *, deploy: bool = False, share_weights: bool = False) -> nn.Module: ...
+
+    def example_input(self) -> torch.Tensor | None: ...
+
+    def config(self) -> dict[str, Any]: ...
 
     def describe_arch(self, arch: Mapping[str, Any]) -> dict[str, Any]: ...
 
