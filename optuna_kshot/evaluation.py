@@ -1,8 +1,10 @@
 """Scoring archs: arch -> validation accuracy and loss under a supernet.
 
-An arch is scored on its own subnet, cut out of the supernet (weights copied, merged for K-shot), with BN
-statistics recalibrated on a fixed set of training batches. Scoring never writes to the supernet, so several
-threads can score at once (``study.optimize(n_jobs=2)``), and the exported subnet reproduces the score exactly.
+An arch is scored on its own subnet, cut out of the supernet (parameters shared read-only, merged for K-shot; BN
+buffers copied), with BN statistics recalibrated on a fixed set of training batches. Scoring neither reads nor
+writes shared module state (the arch and the K-shot code travel in context variables), so several threads can
+score at once (``study.optimize(n_jobs=4)`` gives the serial scores exactly), and the exported subnet reproduces
+the score exactly.
 """
 
 from __future__ import annotations
