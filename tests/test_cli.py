@@ -96,6 +96,7 @@ def test_bad_arguments_are_refused_before_any_work(argv, message, capsys, tmp_pa
     assert not (tmp_path / "runs").exists()  # no study, no checkpoint
 
 
+@pytest.mark.slow
 def test_rerun_says_what_was_reused_and_resumed(tmp_path, capsys):
     argv = ["train", *_tiny(tmp_path), "--monitor", "0"]
     assert main(argv) == 0
@@ -178,6 +179,7 @@ def test_sigkilled_training_resumes_to_the_same_result(tmp_path):
     assert all(torch.equal(full[k], resumed[k]) for k in full)
 
 
+@pytest.mark.slow
 def test_unreachable_storage_exits_2(tmp_path, capsys):
     assert main(["train", *_tiny(tmp_path)]) == 0
     capsys.readouterr()

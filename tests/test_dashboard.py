@@ -177,6 +177,7 @@ def searched(tmp_path_factory):
     return {"root": root, "url": url, "artifacts": art, "study": study}
 
 
+@pytest.mark.slow
 def test_cli_puts_training_search_and_artifacts_on_the_study(searched):
     study, url, root = searched["study"], searched["url"], searched["root"]
     assert set(_graph_objects("s", url)) == {FIGURE_IDS["training"], FIGURE_IDS["code"], FIGURE_IDS["ranking"]}

@@ -105,6 +105,7 @@ def test_copies_decay_like_copy_zero_and_base_is_copied(tiny_space, tiny_data):
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())  # the caller's base untouched
 
 
+@pytest.mark.slow
 def test_kshot_checkpoint_resume_and_load(tiny_space, tiny_data, tmp_path):
     config = TrainConfig(epochs=2, seed=1, checkpoint_every_steps=3)
     full = make_supernet(tiny_space, "kshot", k=2, seed=1)

@@ -11,6 +11,7 @@ KINDS = [("oneshot", {}), ("kshot", {"k": 2}), ("fewshot", {"split": "enn", "thr
          ("oneshot", {"stabilizer": True})]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "options"), KINDS, ids=["oneshot", "kshot", "fewshot", "oneshot+stab"])
 def test_monitor_runs_in_every_kind_and_its_history_survives_a_resume(kind, options, tiny_space, tiny_data, tmp_path):
     supernet = ok.make_supernet(tiny_space, kind, **options)

