@@ -17,14 +17,14 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import torch
 from _gt import RESULTS, ground_truth, sample_archs
 from ground_truth import make_space
-from ranking import KINDS, _options, code_version, features, load_split
+from ranking import KINDS, _job_key, _options, code_version, features, load_split
 
 import optuna_kshot as ok
 from optuna_kshot.monitor import RankingMonitor
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--stop-checks", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--gt-dir", default=str(RESULTS))
+    p.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache"),
+                   help="where each finished run is kept, so a rerun resumes (default: %(default)s)")
     p.add_argument("--out", default=None)
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.data, args.archs, args.budgets, args.kinds = "ranking:smoke_data", 5, "1024,2048", "oneshot"
         resolution = 8
         args.gt_dir = str(Path(args.out).parent if args.out else Path(os.environ.get("TMPDIR", "/tmp")))
+        args.cache_dir = str(Path(args.gt_dir) / "cache")
     torch.set_num_threads(1)
     data = load_split(args.data, resolution)
     space = make_space(args.space, data, width_mult=0.25, channels=8, cells=1)
@@ -96,8 +99,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "seed": args.seed, "lr": args.lr, "archs": archs, "probes": args.probes}
             for b in sorted(budgets, reverse=True) for k in kinds]
     start = time.perf_counter()
+    cache = Path(args.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = [cache / f"budget-{j['kind']}-{j['budget']}-{_job_key(j)}.json" for j in jobs]
+    done = {i: json.loads(p.read_text()) for i, p in enumerate(paths) if p.exists()}
+    if done:
+        print(f"  {len(done)} of {len(jobs)} runs reused from {cache}", flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
-        runs = list(pool.map(_job, jobs))
+        futures = {pool.submit(_job, j): i for i, j in enumerate(jobs) if i not in done}
+        for future in as_completed(futures):
+            i = futures[future]
+            done[i] = future.result()
+            paths[i].write_text(json.dumps(done[i]))  # kept: an interrupted run resumes
+            print(f"  {done[i]['kind']} at {done[i]['budget']:,} images: {done[i]['train_seconds']:.0f} s", flush=True)
+    runs = [done[i] for i in range(len(jobs))]
     feats = features(space, archs)
     free = {k: ok.ranking_metrics(v, gt["mean"])["kendall_tau"] for k, v in feats.items() if len(set(v)) > 1}
     thresholds = [float(t) for t in args.stop_tau.split(",")]

@@ -19,12 +19,13 @@ is worth what it adds above the best of them. Intervals: paired bootstrap over a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--search", action="store_true", help="NSGA-II under two MACs budgets, picks trained stand-alone")
     p.add_argument("--search-trials", type=int, default=100, help="(default: %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="processes, 1 thread each (default: %(default)s)")
+    p.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache"),
+                   help="where each finished (kind, seed) run is kept, so a rerun resumes (default: %(default)s)")
     p.add_argument("--gt-dir", default=str(RESULTS), help="ground-truth cache directory (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="30 archs, 2 seeds, a third of the budget")
     p.add_argument("--smoke", action="store_true", help="tiny everything, seconds (for tests)")
@@ -235,6 +238,12 @@ def _kind_job(job: dict[str, Any]) -> dict[str, Any]:
             "score_seconds": score_seconds, "search": picks or None}
 
 
+def _job_key(job: dict[str, Any]) -> str:
+    """A short hash of everything a (kind, seed) run depends on (space, data, archs, budget, settings)."""
+    return hashlib.sha256(json.dumps({**job, "spec": KINDS[job["kind"]]}, sort_keys=True, default=str)
+                          .encode()).hexdigest()[:10]
+
+
 def train_kinds(args: argparse.Namespace, space: ok.SearchSpace, archs: list[dict[str, Any]],
                 budgets: list[float]) -> list[dict[str, Any]]:
     """Every (kind, seed) trained and scored in a process pool; one row per kind with per-seed lists."""
@@ -243,9 +252,28 @@ def train_kinds(args: argparse.Namespace, space: ok.SearchSpace, archs: list[dic
              "search_budgets": budgets if s == args.seeds[0] else []} for k in args.kinds for s in args.seeds]
     print(f"training {len(args.kinds)} kinds x {len(args.seeds)} seeds at {args.budget_images:,} images each "
           f"({args.workers} worker(s))", flush=True)
-    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
-        runs = list(pool.map(_kind_job, jobs))
     commit = code_version()
+    cache = Path(args.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    done: dict[int, dict[str, Any]] = {}
+    todo = []
+    for i, job in enumerate(jobs):
+        path = cache / f"{job['kind']}-s{job['seed']}-{_job_key(job)}.json"
+        if path.exists():
+            done[i] = json.loads(path.read_text())
+        else:
+            todo.append((i, job, path))
+    if done:
+        print(f"  {len(done)} of {len(jobs)} (kind, seed) runs reused from {cache}", flush=True)
+    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
+        futures = {pool.submit(_kind_job, job): (i, path) for i, job, path in todo}
+        for future in as_completed(futures):
+            i, path = futures[future]
+            run = {**future.result(), "commit": commit}
+            path.write_text(json.dumps(run))  # each finished run is kept: an interrupted benchmark resumes
+            done[i] = run
+            print(f"  {run['kind']} seed {run['seed']}: {run['train_seconds']:.0f} s training", flush=True)
+    runs = [done[i] for i in range(len(jobs))]
     rows = []
     for kind in args.kinds:
         mine = [r for r in runs if r["kind"] == kind]

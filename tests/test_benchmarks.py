@@ -30,7 +30,8 @@ def test_speed_smoke(tmp_path):
 
 
 def test_ranking_smoke(tmp_path):
-    stdout, result = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path))
+    cache = ["--gt-dir", str(tmp_path), "--cache-dir", str(tmp_path / "runs")]
+    stdout, result = _run("ranking.py", tmp_path, *cache)
     assert "ceiling (seed-to-seed Kendall tau)" in stdout and "kshot2 - oneshot: " in stdout
     n = len(result["ground_truth"]["archs"])
     assert n == 6 and len(result["ground_truth"]["per_seed"]) == 2
@@ -56,12 +57,14 @@ def test_ranking_smoke(tmp_path):
     # the cached ground truth is reused; --merge replaces the one-shot row and keeps the others; --search runs
     gt_file = Path(result["ground_truth"]["path"])
     before = gt_file.read_bytes()
-    stdout, merged = _run("ranking.py", tmp_path, "--gt-dir", str(tmp_path), "--kinds", "oneshot", "--merge",
-                          "--search")
+    stdout, merged = _run("ranking.py", tmp_path, *cache, "--kinds", "oneshot", "--merge", "--search")
     assert gt_file.read_bytes() == before
     assert [r["kind"] for r in merged["kinds"]] == list(rows)
     assert merged["kinds"][0]["scores"] == rows["oneshot"]["scores"]  # seeded: the same scores again
     assert merged["kinds"][1]["scores"] == rows["kshot2"]["scores"]
+    # each finished (kind, seed) run is kept: the same command again trains nothing
+    stdout, again = _run("ranking.py", tmp_path, *cache)
+    assert "6 of 6 (kind, seed) runs reused" in stdout and again["kinds"][1]["scores"] == rows["kshot2"]["scores"]
     picks = merged["search"]["picks"]
     assert {p["kind"] for p in picks} == {"oneshot"} and all(0 <= p["gt_accuracy"] <= 1 for p in picks)
     assert all(p["macs"] <= p["max_macs"] for p in picks) and len(merged["search"]["reference"]) == 2
