@@ -618,21 +618,36 @@ def _retrain(args: argparse.Namespace, data: Any, study: Any = None, out: str | 
     config = TrainConfig(epochs=args.retrain_epochs, lr=lr, seed=args.seed)
     curves: dict[str, list[Any]] = {}
 
-    def run(arch: Any, label: str) -> Any:
-        print(f"retraining the {label} arch {space.key(arch)} ({args.retrain_epochs} epochs, {args.retrain_init})",
+    budgets = study.user_attrs.get("budgets", {})
+    budget = budgets.get("MACs") or (budgets["FLOPs"] / 2 if "FLOPs" in budgets else None)
+    archs = {"chosen": dict(trial.params)}
+    if args.reference and evaluator.costs.available:
+        archs["reference"] = reference_arch(space, evaluator.costs, max_macs=budget, seed=args.seed)
+    # two archs on >= 2 cores: one thread each side by side (small networks scale better over two trainings
+    # than over two intra-op threads); the results are the same as one after the other (own seeds and generators)
+    side_by_side = len(archs) == 2 and _threads(args) >= 2 and str(args.device or "cpu").startswith("cpu")
+    for label, arch in archs.items():
+        print(f"retraining the {label} arch {space.key(arch)} ({args.retrain_epochs} epochs, "
+              f"{args.retrain_init if label == 'chosen' else 'scratch'})" + (", side by side" if side_by_side else ""),
               flush=True)
-        result = retrain(evaluator.supernet, arch, data, config, init=args.retrain_init if label == "chosen" else
-                         "scratch", evaluator=evaluator, device=args.device, progress=not args.quiet)
+
+    def run(label: str) -> Any:
+        result = retrain(evaluator.supernet, archs[label], data, config,
+                         init=args.retrain_init if label == "chosen" else "scratch", evaluator=evaluator,
+                         device=args.device, progress=not args.quiet and label == "chosen")
         curves[label] = result.history
         return result
 
-    chosen = run(trial.params, "chosen")
-    reference = None
-    budgets = study.user_attrs.get("budgets", {})
-    budget = budgets.get("MACs") or (budgets["FLOPs"] / 2 if "FLOPs" in budgets else None)
-    if args.reference and evaluator.costs.available:
-        ref_arch = reference_arch(space, evaluator.costs, max_macs=budget, seed=args.seed)
-        reference = run(ref_arch, "reference")
+    if side_by_side:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _use_threads(max(1, _threads(args) // 2))
+        with ThreadPoolExecutor(2) as pool:
+            results = dict(zip(archs, pool.map(run, archs)))
+        _use_threads(_threads(args))
+    else:
+        results = {label: run(label) for label in archs}
+    chosen, reference = results["chosen"], results.get("reference")
     out = Path(out or args.out)
     meta = {"trial": trial.number, "study": study.study_name, "retrained": True, "init": chosen.init,
             "epochs": args.retrain_epochs, "val_accuracy": chosen.val_accuracy, "test_accuracy": chosen.test_accuracy,
