@@ -52,6 +52,9 @@ KINDS: dict[str, dict[str, Any]] = {
     "oneshot+stab": {"kind": "oneshot", "options": {"stabilizer": True}, "sampler": "uniform"},
     "kshot2+stab": {"kind": "kshot", "options": {"k": 2, "stabilizer": True}, "sampler": "uniform"},
     "oneshot-ens3": {"kind": "oneshot", "options": {}, "sampler": "uniform", "ensemble": 3},
+    # training recipes of a one-shot supernet: learning-rate warm-up; the sandwich rule with in-place distillation
+    "oneshot-warmup": {"kind": "oneshot", "options": {}, "sampler": "uniform", "warmup": 0.05},
+    "sandwich": {"kind": "oneshot", "options": {}, "sampler": "sandwich", "warmup": 0.05},
 }
 FREE = ("macs", "params", "depth", "enn")  # free predictors, each ranking archs higher = better
 SMOKE_KINDS = ("oneshot", "kshot2", "oneshot-ens3")
@@ -176,9 +179,9 @@ def _options(spec: dict[str, Any], space: ok.SearchSpace) -> dict[str, Any]:
 
 
 def _fit(supernet: Any, space: ok.SearchSpace, data: ok.DataSplits, sampler: str, budget: int, lr: float,
-         seed: int) -> int:
+         seed: int, warmup: float = 0.0) -> int:
     """Train ``supernet`` on ``budget`` images; return the images it saw."""
-    config = ok.TrainConfig(budget_images=budget, batch_size=64, lr=lr, seed=seed)
+    config = ok.TrainConfig(budget_images=budget, batch_size=64, lr=lr, seed=seed, warmup=warmup)
     sampler_ = ok.make_path_sampler(sampler, space, supernet=supernet)
     return ok.train_supernet(supernet, data.train, config, sampler=sampler_, progress=False).images
 
@@ -191,7 +194,7 @@ def train_one(space: ok.SearchSpace, data: ok.DataSplits, spec: dict[str, Any], 
         base = ok.make_supernet(space, seed=seed)
         images += _fit(base, space, data, "uniform", int(budget * spec["transfer"]), lr, seed)
     supernet = ok.make_supernet(space, spec["kind"], seed=seed, base=base, **_options(spec, space))
-    images += _fit(supernet, space, data, spec["sampler"], budget - images, lr, seed)
+    images += _fit(supernet, space, data, spec["sampler"], budget - images, lr, seed, spec.get("warmup", 0.0))
     return supernet, images
 
 

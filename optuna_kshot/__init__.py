@@ -21,6 +21,7 @@ _EXPORTS = {
     "EnsembleEvaluator": "evaluation",
     "Evaluator": "objective",
     "FairPaths": "paths",
+    "SandwichPaths": "paths",
     "FewShotSupernet": "supernets",
     "FixedPath": "paths",
     "FlopsBinPaths": "paths",
@@ -119,6 +120,7 @@ if TYPE_CHECKING:  # the real names for type checkers (mypy, pyright); at run ti
     from .paths import FixedPath as FixedPath
     from .paths import FlopsBinPaths as FlopsBinPaths
     from .paths import PathSampler as PathSampler
+    from .paths import SandwichPaths as SandwichPaths
     from .paths import UniformPaths as UniformPaths
     from .paths import default_path_sampler as default_path_sampler
     from .paths import make_path_sampler as make_path_sampler

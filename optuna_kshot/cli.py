@@ -68,9 +68,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="SCARLET: skips run a learnable 1x1 stabilizer in training and scoring (dropped on export)")
     p.add_argument("--init-from", default=None,
                    help="K-shot: start from this trained one-shot checkpoint (copy 0 = its weights)")
-    p.add_argument("--path-sampler", default=None, choices=("uniform", "flops-bins", "fair", "balanced"),
-                   help="training path sampling: SPOS uniform, uniform over MACs bins, FairNAS, or few-shot "
-                        "supernet-balanced (default: balanced for fewshot, else uniform)")
+    p.add_argument("--path-sampler", default=None, choices=("uniform", "flops-bins", "fair", "sandwich", "balanced"),
+                   help="training path sampling: SPOS uniform, uniform over MACs bins, FairNAS, the sandwich rule "
+                        "with in-place distillation (BigNAS), or few-shot supernet-balanced (default: balanced for "
+                        "fewshot, else uniform)")
+    p.add_argument("--warmup", type=float, default=0.0,
+                   help="share of the training steps with a linear learning-rate warm-up (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
     p.add_argument("--budget-images", type=int, default=None, help="train for this many images instead of epochs")
     p.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
@@ -277,7 +280,8 @@ def _train_supernet(args: argparse.Namespace, data: Any) -> Path:
             raise UsageError("--widths is a built-in space's channel search; mark widths in your --model instead.")
         source, example = _user_model(args.model, data)
     config = TrainConfig(epochs=args.epochs, budget_images=args.budget_images, batch_size=args.batch_size,
-                         lr=args.lr, seed=args.seed, checkpoint_every_steps=args.checkpoint_every)
+                         lr=args.lr, seed=args.seed, checkpoint_every_steps=args.checkpoint_every,
+                         warmup=args.warmup)
     options: dict[str, Any] = {"k": args.k, "simplex_every": args.simplex_every} if args.supernet == "kshot" else {}
     if args.supernet == "fewshot":
         options["split"] = args.split
@@ -753,6 +757,8 @@ def _check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None and not value > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}.")
+    if getattr(args, "warmup", None) is not None and not 0 <= args.warmup < 1:
+        raise UsageError(f"--warmup is a share of the training steps in [0, 1), not {args.warmup}.")
     if getattr(args, "stop_when_stable", None) is not None and not -1 <= args.stop_when_stable <= 1:
         raise UsageError(f"--stop-when-stable is a Kendall tau in [-1, 1], not {args.stop_when_stable}.")
     if getattr(args, "objectives", None) is not None:

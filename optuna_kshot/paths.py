@@ -13,7 +13,8 @@ import numpy as np
 
 from .searchspace import Arch, SearchSpace
 
-__all__ = ["PathSampler", "UniformPaths", "FlopsBinPaths", "FairPaths", "FixedPath", "make_path_sampler",
+__all__ = ["PathSampler", "UniformPaths", "FlopsBinPaths", "FairPaths", "SandwichPaths", "FixedPath",
+           "make_path_sampler",
            "default_path_sampler", "PATH_SAMPLERS"]
 
 
@@ -124,6 +125,52 @@ class FairPaths:
         return [{name: values[i] for name, values in columns.items()} for i in range(self.m)]
 
 
+class SandwichPaths:
+    """The sandwich rule with in-place distillation (BigNAS, OFA): per step the largest arch (most MACs), the
+    smallest, and ``n_random`` uniform archs; the largest learns from the labels and the others from its
+    predictions (``distill = True`` tells the training loop). The largest and smallest archs are found among every
+    arch when the space has at most 100,000, else among ``pool_size`` seeded samples.
+
+    Args:
+        space: a space with MAC counts (built-in, or a user's space with ``count_macs``).
+        n_random: uniform archs per step besides the two ends (each counts toward the image budget).
+        distill: in-place distillation from the largest arch; ``False`` trains every path on the labels.
+    """
+
+    def __init__(self, space: SearchSpace, *, n_random: int = 2, distill: bool = True, pool_size: int = 2000,
+                 seed: int = 0) -> None:
+        if not isinstance(n_random, (int, np.integer)) or isinstance(n_random, bool) or n_random < 0:
+            raise ValueError(f"`n_random` must be an int >= 0, but got {n_random!r}.")
+        pools = FlopsBinPaths(space, bins=1, pool_size=pool_size, seed=seed).pools[0]
+        count = space.count_macs  # FlopsBinPaths checked that the space has one
+        macs = [count(a) for a in pools]
+        self.space, self.n_random, self.distill = space, int(n_random), bool(distill)
+        self.largest = _climb(space, count, dict(pools[int(np.argmax(macs))]), 1)
+        self.smallest = _climb(space, count, dict(pools[int(np.argmin(macs))]), -1)
+
+    def sample(self, rng: np.random.Generator) -> list[Arch]:
+        return [dict(self.largest), dict(self.smallest)] + [self.space.sample(rng) for _ in range(self.n_random)]
+
+
+def _climb(space: SearchSpace, count: Any, arch: Arch, sign: int) -> Arch:
+    """From ``arch``, change one choice at a time to the option with the most (``sign=1``) or fewest (``-1``)
+    MACs until no single change helps (a sampled pool rarely holds the true end of a large space)."""
+    best = sign * count(arch)
+    improved = True
+    while improved:
+        improved = False
+        for c in space.choices:
+            for option in c.options:
+                trial = {**arch, c.name: option}
+                try:
+                    value = sign * count(space.validate(trial))
+                except ValueError:  # an option the space's constraints rule out here
+                    continue
+                if value > best:
+                    arch, best, improved = dict(space.validate(trial)), value, True
+    return arch
+
+
 class FixedPath:
     """Always the same arch (stand-alone training reuses the supernet loop with it)."""
 
@@ -134,11 +181,12 @@ class FixedPath:
         return [dict(self.arch)]
 
 
-PATH_SAMPLERS = ("uniform", "flops-bins", "fair", "balanced")
+PATH_SAMPLERS = ("uniform", "flops-bins", "fair", "sandwich", "balanced")
 
 
 def make_path_sampler(name: str, space: SearchSpace, *, seed: int = 0, supernet: Any = None) -> PathSampler:
-    """A sampler by name: ``uniform`` (SPOS), ``flops-bins`` (SPOS over MACs bins), ``fair`` (FairNAS) or
+    """A sampler by name: ``uniform`` (SPOS), ``flops-bins`` (SPOS over MACs bins), ``fair`` (FairNAS),
+    ``sandwich`` (largest, smallest and 2 random archs per step, in-place distillation; BigNAS) or
     ``balanced`` (few-shot supernet-balanced sampling: one arch per sub-supernet; needs the few-shot supernet)."""
     if name == "uniform":
         return UniformPaths(space)
@@ -146,6 +194,8 @@ def make_path_sampler(name: str, space: SearchSpace, *, seed: int = 0, supernet:
         return FlopsBinPaths(space, seed=seed)
     if name == "fair":
         return FairPaths(space)
+    if name == "sandwich":
+        return SandwichPaths(space, seed=seed)
     if name == "balanced":
         balanced = getattr(supernet, "balanced_sampler", None)
         if balanced is None:

@@ -76,6 +76,8 @@ class TrainConfig:
 
     The budget is ``epochs`` passes over the training split, or, when ``budget_images`` is set, that many
     training images seen (every path of a multi-path step counts), which is how supernet kinds are compared.
+    ``warmup`` is the share of the steps over which the learning rate rises linearly before the cosine decay
+    (0: none).
     """
 
     epochs: int = 5
@@ -89,6 +91,7 @@ class TrainConfig:
     grad_clip: float | None = 5.0
     seed: int = 0
     checkpoint_every_steps: int | None = None
+    warmup: float = 0.0
 
     def __post_init__(self) -> None:
         def positive_int(name: str, value: Any, allow_none: bool = False) -> None:
@@ -111,6 +114,9 @@ class TrainConfig:
             raise ValueError(f"`label_smoothing` must be in [0, 1), but got {self.label_smoothing!r}.")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"`grad_clip` must be positive or None, but got {self.grad_clip!r}.")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"`warmup` (the share of steps with a linear learning-rate warm-up) must be in [0, 1), "
+                             f"but got {self.warmup!r}.")
 
 
 @dataclass
@@ -246,13 +252,12 @@ def train_supernet(
     net = _trainable(model)
     phases = list(net.phases())
     paths_per_step = len(sampler.sample(np.random.default_rng(0)))
+    distill = bool(getattr(sampler, "distill", False)) and paths_per_step > 1
     steps_per_epoch, total_steps = _plan(data, config, paths_per_step, phases)
     groups = net.parameter_groups(config.weight_decay)
     params = [p for g in groups for p in g["params"]]
     optimizer = _optimizer(groups, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total_steps, config.warmup))
     phase_optimizers = {ph.name: torch.optim.Adam(ph.params, lr=ph.lr) for ph in phases}
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     rng = np.random.default_rng(config.seed)
@@ -328,9 +333,14 @@ def train_supernet(
                 net.on_step(step, total_steps)
                 archs = sampler.sample(rng)
                 optimizer.zero_grad(set_to_none=True)
-                for arch in archs:
+                teacher = None
+                for i, arch in enumerate(archs):
                     logits = net(x, arch)
-                    loss = criterion(logits, y)
+                    # in-place distillation (BigNAS): the sampler's first path learns from the labels, the others
+                    # from its predictions
+                    loss = criterion(logits, y) if teacher is None else _soft_cross_entropy(logits, teacher)
+                    if distill and i == 0:
+                        teacher = logits.detach().softmax(1)
                     if not torch.isfinite(loss):
                         raise TrainingDiverged(
                             f"The training loss became {loss.item()} at step {step} (epoch {epoch}); "
@@ -389,6 +399,24 @@ def train_supernet(
         _logger.info("Stopped at step %d of %d: the probe ranking was stable.", step, total_steps)
     return TrainResult(history=history, steps=step, images=images, seconds=elapsed, stopped_early=stopped,
                        start_step=start_step)
+
+
+def _schedule(total_steps: int, warmup: float) -> Any:
+    """Learning-rate factor per step: linear warm-up over the first ``warmup`` share of the steps, then cosine
+    decay to 0 at ``total_steps``."""
+    warm = int(round(warmup * total_steps))
+
+    def factor(s: int) -> float:
+        if s < warm:
+            return (s + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(s - warm, total_steps - warm) / max(total_steps - warm, 1)))
+
+    return factor
+
+
+def _soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a teacher's probabilities (in-place distillation)."""
+    return -(target * logits.log_softmax(1)).sum(1).mean()
 
 
 def _phase_turn(phase: TrainingPhase, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,

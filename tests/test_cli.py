@@ -86,6 +86,7 @@ def test_misuse_exits_2_with_one_clear_line(argv, message, capsys, tmp_path):
         (["train", "--monitor", "2"], "--monitor needs at least 3 probe archs"),
         (["run", "--max-macs", "0"], "--max-macs must be positive"),
         (["run", "--retrain-epochs", "-1"], "--retrain-epochs must be 0 or more"),
+        (["train", "--warmup", "1.5"], "--warmup is a share of the training steps in [0, 1), not 1.5"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(argv, message, capsys, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from optuna_kshot import (
     CheckpointError,
     FairPaths,
     FlopsBinPaths,
+    SandwichPaths,
     TrainConfig,
     TrainingDiverged,
     UniformPaths,
@@ -30,6 +31,44 @@ def test_config_validation():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="`batch_size`"):
         TrainConfig(batch_size=2.5)
+    with pytest.raises(ValueError, match="`warmup`"):
+        TrainConfig(warmup=1.0)
+
+
+def test_warmup_rises_linearly_then_decays_by_cosine(tiny_space, tiny_data):
+    """With warm-up the learning rate climbs to its peak over that share of the steps, then follows a cosine to 0;
+    without, the schedule is the plain cosine (as before the option existed)."""
+    from optuna_kshot.training import _schedule
+
+    plain, warm = _schedule(100, 0.0), _schedule(100, 0.1)
+    assert [plain(s) for s in (0, 50, 100)] == pytest.approx([1.0, 0.5, 0.0])
+    assert [warm(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert warm(10) == pytest.approx(1.0) and warm(55) == pytest.approx(0.5) and warm(100) == pytest.approx(0.0)
+    assert all(warm(s) >= warm(s + 1) for s in range(10, 100))
+    config = TrainConfig(epochs=1, batch_size=64, lr=0.1, warmup=0.5)
+    result = train_supernet(make_supernet(tiny_space), tiny_data.train, config, sampler=UniformPaths(tiny_space),
+                            progress=False)
+    assert result.steps == 8 and result.history[-1].lr == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi)))
+
+
+def test_sandwich_trains_the_ends_and_random_archs_with_inplace_distillation(tiny_space, tiny_data):
+    """BigNAS's sandwich rule: the largest and smallest arch (by MACs: no enumeration beats them) and 2 random
+    ones per step, every path counted in the budget; the students learn from the largest arch's predictions, so
+    training differs from the same paths on labels alone."""
+    sampler = SandwichPaths(tiny_space)
+    macs = [tiny_space.count_macs(a) for a in tiny_space.enumerate()]
+    assert tiny_space.count_macs(sampler.largest) == max(macs)
+    assert tiny_space.count_macs(sampler.smallest) == min(macs)
+    paths = sampler.sample(np.random.default_rng(0))
+    assert len(paths) == 4 and paths[0] == sampler.largest and paths[1] == sampler.smallest
+    config = TrainConfig(budget_images=64 * 4 * 3, batch_size=64, lr=0.1)
+    a, b = make_supernet(tiny_space, seed=0), make_supernet(tiny_space, seed=0)
+    result = train_supernet(a, tiny_data.train, config, sampler=sampler, progress=False)
+    assert result.steps == 3 and result.images == 64 * 4 * 3
+    train_supernet(b, tiny_data.train, config, sampler=SandwichPaths(tiny_space, distill=False), progress=False)
+    assert not _same_weights(a, b)
+    with pytest.raises(ValueError, match="`n_random`"):
+        SandwichPaths(tiny_space, n_random=-1)
 
 
 def test_training_reduces_loss_and_is_seeded(tiny_space, tiny_data):
