@@ -61,11 +61,18 @@ def search_summary(study: optuna.Study, *, truth: Mapping[str, float] | None = N
     if truth is not None:
         from .metrics import ranking_metrics
 
-        pairs = {t.user_attrs["arch_key"]: (t.user_attrs["accuracy"], truth[t.user_attrs["arch_key"]])
-                 for t in trials if t.user_attrs.get("arch_key") in truth and "accuracy" in t.user_attrs}
-        if len(pairs) >= 2:
-            scores, gt = zip(*pairs.values())
-            summary["ground_truth"] = ranking_metrics(scores, gt)
+        known = {t.user_attrs["arch_key"]: t for t in trials
+                 if t.user_attrs.get("arch_key") in truth and "accuracy" in t.user_attrs}
+        if len(known) >= 2:
+            gt = [truth[key] for key in known]
+            summary["ground_truth"] = ranking_metrics([t.user_attrs["accuracy"] for t in known.values()], gt)
+            # the free predictors on the same archs: the supernet is worth what it ranks above the best of them
+            free = {}
+            for cost in ("MACs", "params"):
+                values = [t.user_attrs.get(cost) for t in known.values()]
+                if None not in values and len(set(values)) > 1:
+                    free[cost] = ranking_metrics(values, gt)["kendall_tau"]
+            summary["ground_truth"]["free_predictors"] = free
     return summary
 
 
@@ -85,6 +92,12 @@ def search_markdown(s: Mapping[str, Any]) -> str:
         lines.append(f"Ranking quality against ground truth on {g['n']} searched archs: Kendall tau "
                      f"{g['kendall_tau']:.3f}, Spearman {g['spearman']:.3f}, GT accuracy of the best pick "
                      f"{g['best_pick_truth']:.4f} (best {g['best_truth']:.4f}).")
+        free = g.get("free_predictors") or {}
+        if free:
+            best = max(free, key=lambda k: free[k])
+            lines.append("Free predictors on the same archs: " + ", ".join(f"{k} {v:.3f}" for k, v in free.items())
+                         + f"; the supernet ranks {g['kendall_tau'] - free[best]:+.3f} tau against the best of them "
+                         f"({best})" + (" and is worth no more than it." if g["kendall_tau"] <= free[best] else "."))
     return "\n".join(lines)
 
 

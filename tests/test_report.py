@@ -45,6 +45,10 @@ def test_write_report(tmp_path):
     md = paths["md"].read_text()
     assert "5 complete trials, 4 feasible" in md and "| 1 | 0.6000 | 200 | 2,000 | k1 |" in md
     assert "Ranking quality against ground truth on 5 searched archs: Kendall tau 1.000" in md
+    # the free predictors on the same archs, against the same truth (MACs order k0 k4 k1 k2 k3: 2 of 10 pairs swapped)
+    assert "Free predictors on the same archs: MACs 0.600, params 0.600; the supernet ranks +0.400 tau" in md
+    assert search_summary(study, truth=truth)["ground_truth"]["free_predictors"] == pytest.approx(
+        {"MACs": 0.6, "params": 0.6})
 
     summary = search_summary(study)
     assert summary["best"] == {"trial": 3, "accuracy": 0.7, "arch_key": "k3"} and "ground_truth" not in summary
