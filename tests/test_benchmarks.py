@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -115,3 +116,18 @@ def test_budget_curve_smoke(tmp_path):
         assert run["monitor"] and -1 <= run["kendall_tau"] <= 1 and set(run["stop_images"]) == {"0.7", "0.8", "0.9"}
         assert run["monitor"][0]["tau_prev"] is None and "tau_macs" in run["monitor"][0]
     assert set(result["free_predictors"]) >= {"macs", "params", "enn"}
+
+
+def test_recipe_smoke(tmp_path):
+    """Training recipes at equal images: the ranking table plus inherited vs stand-alone accuracy."""
+    out = tmp_path / "recipe.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recipe.py"), "--smoke", "--out", str(out),
+                           "--cache-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    rows = {r["recipe"]: r for r in result["recipes"]}
+    assert list(rows) == ["oneshot", "oneshot-warmup", "sandwich"] and "inherited" in proc.stdout
+    for row, kind in zip(rows.values(), result["kinds"]):
+        assert row["inherited_mean"] == pytest.approx(float(np.mean(kind["scores"])))
+        assert row["gap"] == pytest.approx(row["standalone_mean"] - row["inherited_mean"])
+    assert all(i == 512 for i in result["kinds"][2]["images"])  # 4 paths per sandwich step, all counted
