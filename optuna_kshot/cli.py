@@ -796,13 +796,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             import time
 
-            start = time.perf_counter()
+            start = stage = time.perf_counter()
+            stages: list[str] = []
+
+            def lap(name: str) -> None:
+                nonlocal stage
+                now = time.perf_counter()
+                stages.append(f"{name} {now - stage:.0f} s")
+                stage = now
+
             _train(args, data)
+            lap("training")
             study = _search(args, data)
+            lap("search")
             _export(args, data, study)
+            lap("export")
             if args.retrain_epochs:
                 _retrain(args, data, study, out=Path(args.out).parent / "retrained")
-            print(f"\ndone in {time.perf_counter() - start:.1f} s")
+                lap("retraining")
+            print(f"\ndone in {time.perf_counter() - start:.1f} s ({', '.join(stages)})")
     except (UsageError, CheckpointError, FileNotFoundError, ValueError, TypeError, FloatingPointError) as e:
         if args.verbose:
             raise

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -262,6 +263,7 @@ def test_run_retrains_the_chosen_and_the_reference_arch(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "retrained trial" in out and "test accuracy" in out
     assert "reference arch" in out and "under the budget" in out
+    assert re.search(r"done in [\d.]+ s \(training \d+ s, search \d+ s, export \d+ s, retraining \d+ s\)", out)
     spec = json.loads((runs / "retrained" / "subnet.json").read_text())
     assert spec["retrained"] and 0 < spec["test_accuracy"] <= 1 and spec["reference"]["test_accuracy"] > 0
     study = optuna.load_study(study_name="optuna-kshot", storage=f"sqlite:///{runs / 'study.db'}")
