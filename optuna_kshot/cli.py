@@ -142,7 +142,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 
 
 def _add_retrain(p: argparse.ArgumentParser, *, run: bool = False) -> None:
-    p.add_argument("--retrain-epochs", type=int, default=8,
+    p.add_argument("--retrain-epochs", type=int, default=10,
                    help="epochs to retrain the chosen arch" + (" (0: skip retraining)" if run else "")
                         + " (default: %(default)s)")
     p.add_argument("--retrain-init", default="scratch", choices=("scratch", "inherited"),
