@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache"),
                    help="where each finished run is kept, so a rerun resumes (default: %(default)s)")
     p.add_argument("--out", default=None)
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: draw the runs already in --cache-dir, list the missing ones")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     resolution = 16 if args.space == "nb201" else 14
@@ -105,6 +107,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     done = {i: json.loads(p.read_text()) for i, p in enumerate(paths) if p.exists()}
     if done:
         print(f"  {len(done)} of {len(jobs)} runs reused from {cache}", flush=True)
+    skipped = []
+    if args.cached_only:  # draw what finished runs exist; say which points are missing
+        skipped = [{"kind": j["kind"], "budget": j["budget"]} for i, j in enumerate(jobs) if i not in done]
+        jobs = [j for i, j in enumerate(jobs) if i in done]
+        done = {n: done[i] for n, i in enumerate(sorted(done))}
+        if skipped:
+            print("  not run (--cached-only): " + ", ".join(f"{s['kind']} at {s['budget']:,}" for s in skipped))
     with ProcessPoolExecutor(args.workers) as pool:
         futures = {pool.submit(_job, j): i for i, j in enumerate(jobs) if i not in done}
         for future in as_completed(futures):
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {**vars(args), "resolution": resolution, "space_config": space.to_config(), "threads": 1,
                      "torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count()},
         "commit": code_version(), "ground_truth": {"path": gt["path"], "ceiling": gt["ceiling"], "n": len(archs)},
-        "free_predictors": free, "runs": runs, "wall_seconds": time.perf_counter() - start,
+        "free_predictors": free, "runs": runs, "not_run": skipped, "wall_seconds": time.perf_counter() - start,
     }
     print(f"budget curves: {space.kind} space, {len(archs)} archs, ceiling {gt['ceiling']:.3f}; free predictors "
           + ", ".join(f"{k} {v:.3f}" for k, v in free.items()))
