@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .defaults import CALIB_BATCHES
+from .defaults import CALIB_BATCHES, KSHOT_K, SIMPLEX_EVERY
 
 __all__ = ["main", "build_parser"]
 
@@ -53,8 +53,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cells", type=int, default=1, help="NAS-Bench-201 cells per stage N (default: %(default)s)")
     p.add_argument("--supernet", default="oneshot",
                    help="supernet kind: oneshot, kshot or fewshot (default: %(default)s)")
-    p.add_argument("--k", type=int, default=4, help="K-shot: weight copies per op (default: %(default)s)")
-    p.add_argument("--simplex-every", type=int, default=1,
+    p.add_argument("--k", type=int, default=KSHOT_K, help="K-shot: weight copies per op (default: %(default)s)")
+    p.add_argument("--simplex-every", type=int, default=SIMPLEX_EVERY,
                    help="K-shot: a simplex-net step after every this many supernet steps; 1 alternates them, "
                         "larger is cheaper (default: %(default)s)")
     p.add_argument("--split", default="enn",

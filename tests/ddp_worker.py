@@ -16,7 +16,7 @@ def tiny_setup(kind: str):
                                expansions=(2, 4), in_channels=1, num_classes=10, resolution=28)
     # K-shot: a quarter of the steps in warm-up, then simplex-net turns after every step (each rank splits its
     # half batch into chunks, one arch per chunk; the test mirrors that on each half).
-    options = {"kshot": {"k": 2, "warmup_fraction": 0.25, "simplex_chunks": 2},
+    options = {"kshot": {"k": 2, "warmup_fraction": 0.25, "simplex_chunks": 2, "simplex_every": 1},
                "fewshot": {"split": "enn", "thresholds": [6]}}.get(kind, {})
     supernet = ok.make_supernet(space, kind, seed=0, **options)
     sampler = ok.make_path_sampler("balanced" if kind == "fewshot" else "uniform", space, supernet=supernet)

@@ -66,7 +66,7 @@ def test_training_moves_copies_apart_and_spreads_codes(tiny_space, tiny_data):
     """What training changes: each copy of an op moves away from where it started, and by a different step than
     copy 0 (in the warm-up every copy gets the same update; only codes that differ across archs make them
     diverge), and the codes of different archs spread (an untrained simplex-net gives nearly one code to all)."""
-    supernet = make_supernet(tiny_space, "kshot", k=4, seed=0, warmup_fraction=0.25, simplex_lr=0.03)
+    supernet = make_supernet(tiny_space, "kshot", k=4, seed=0, warmup_fraction=0.25, simplex_lr=0.03, simplex_every=1)
     start = [(first.detach().clone(), others.detach().clone()) for first, others in _copies(supernet)]
     archs = [tiny_space.sample(s) for s in range(32)]
     spread_before = code_stats(supernet.simplex(archs))["code_spread"]

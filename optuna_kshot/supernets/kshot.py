@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..choices import OpChoice, ValueChoice
+from ..defaults import KSHOT_K, SIMPLEX_EVERY
 from ..searchspace import Arch, SearchSpace
 from ..seeding import seeded
 from .contract import SupernetDefaults, TrainingPhase, default_parameter_groups
@@ -169,7 +170,7 @@ class KShotSupernet(SupernetDefaults, nn.Module):
     def __init__(
         self,
         base: OneShotSupernet,
-        k: int = 4,
+        k: int = KSHOT_K,
         *,
         trained: bool = False,
         fresh: Callable[[], nn.Module] | None = None,
@@ -178,7 +179,7 @@ class KShotSupernet(SupernetDefaults, nn.Module):
         temperature: float = 1.0,
         hidden: int = 64,
         warmup_fraction: float = 0.25,
-        simplex_every: int = 1,
+        simplex_every: int = SIMPLEX_EVERY,
         simplex_chunks: int = 4,
         simplex_lr: float = 3e-3,
         width_separation: float = 0.1,
