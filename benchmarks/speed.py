@@ -55,7 +55,8 @@ def bare_forward_seconds(subnet: torch.nn.Module, calib: list[torch.Tensor], val
 
 
 KINDS = {"oneshot": ("oneshot", {}, "uniform"), "fair": ("oneshot", {}, "fair"),
-         "kshot2": ("kshot", {"k": 2}, "uniform"), "kshot4": ("kshot", {"k": 4}, "uniform"),
+         "kshot2": ("kshot", {"k": 2, "simplex_every": 1}, "uniform"),
+         "kshot4": ("kshot", {"k": 4, "simplex_every": 1}, "uniform"),
          # K-shot cost split: supernet steps only (warm-up all along: the merge's overhead), and the simplex-net
          # stepped after every 4th supernet step instead of every one (GUIDE: "in turns")
          "kshot4-merge": ("kshot", {"k": 4, "warmup_fraction": 1.0}, "uniform"),
