@@ -17,14 +17,13 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import torch
 from _gt import RESULTS, ground_truth, sample_archs
 from ground_truth import make_space
-from ranking import KINDS, _job_key, _options, code_version, features, load_split
+from ranking import KINDS, _options, code_version, features, load_split, run_cached
 
 import optuna_kshot as ok
 from optuna_kshot.monitor import RankingMonitor
@@ -101,27 +100,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "seed": args.seed, "lr": args.lr, "archs": archs, "probes": args.probes}
             for b in sorted(budgets, reverse=True) for k in kinds]
     start = time.perf_counter()
-    cache = Path(args.cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    paths = [cache / f"budget-{j['kind']}-{j['budget']}-{_job_key(j)}.json" for j in jobs]
-    done = {i: json.loads(p.read_text()) for i, p in enumerate(paths) if p.exists()}
-    if done:
-        print(f"  {len(done)} of {len(jobs)} runs reused from {cache}", flush=True)
-    skipped = []
-    if args.cached_only:  # draw what finished runs exist; say which points are missing
-        skipped = [{"kind": j["kind"], "budget": j["budget"]} for i, j in enumerate(jobs) if i not in done]
-        jobs = [j for i, j in enumerate(jobs) if i in done]
-        done = {n: done[i] for n, i in enumerate(sorted(done))}
-        if skipped:
-            print("  not run (--cached-only): " + ", ".join(f"{s['kind']} at {s['budget']:,}" for s in skipped))
-    with ProcessPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(_job, j): i for i, j in enumerate(jobs) if i not in done}
-        for future in as_completed(futures):
-            i = futures[future]
-            done[i] = future.result()
-            paths[i].write_text(json.dumps(done[i]))  # kept: an interrupted run resumes
-            print(f"  {done[i]['kind']} at {done[i]['budget']:,} images: {done[i]['train_seconds']:.0f} s", flush=True)
-    runs = [done[i] for i in range(len(jobs))]
+    done = run_cached(_job, jobs, [f"budget-{j['kind']}-{j['budget']}" for j in jobs], args.cache_dir,
+                      workers=args.workers, what="runs", cached_only=args.cached_only,
+                      describe=lambda r: f"{r['kind']} at {r['budget']:,} images: {r['train_seconds']:.0f} s")
+    # --cached-only draws the finished runs and says which points are missing
+    skipped = [{"kind": j["kind"], "budget": j["budget"]} for i, j in enumerate(jobs) if i not in done]
+    if skipped:
+        print("  not run (--cached-only): " + ", ".join(f"{s['kind']} at {s['budget']:,}" for s in skipped))
+    runs = [done[i] for i in sorted(done)]
     feats = features(space, archs)
     free = {k: ok.ranking_metrics(v, gt["mean"])["kendall_tau"] for k, v in feats.items() if len(set(v)) > 1}
     thresholds = [float(t) for t in args.stop_tau.split(",")]

@@ -25,6 +25,7 @@ import os
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,31 @@ def _job_key(job: dict[str, Any]) -> str:
                           .encode()).hexdigest()[:10]
 
 
+def run_cached(fn: Callable[[dict[str, Any]], dict[str, Any]], jobs: list[dict[str, Any]], names: list[str],
+               cache_dir: str | Path, *, workers: int, what: str, describe: Callable[[dict[str, Any]], str],
+               initializer: Callable[[], None] | None = None, stamp: dict[str, Any] | None = None,
+               cached_only: bool = False) -> dict[int, dict[str, Any]]:
+    """``fn`` on every job in a process pool, each result kept as ``cache_dir/<name>-<job key>.json`` (with
+    ``stamp`` added) so that a rerun reuses it and an interrupted benchmark resumes; ``cached_only`` runs nothing.
+    Returns {job index: result} for the jobs that have one."""
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = [cache / f"{name}-{_job_key(job)}.json" for name, job in zip(names, jobs)]
+    done = {i: json.loads(p.read_text()) for i, p in enumerate(paths) if p.exists()}
+    if done:
+        print(f"  {len(done)} of {len(jobs)} {what} reused from {cache}", flush=True)
+    todo = [] if cached_only else [i for i in range(len(jobs)) if i not in done]
+    if todo:
+        with ProcessPoolExecutor(workers, initializer=initializer) as pool:
+            futures = {pool.submit(fn, jobs[i]): i for i in todo}
+            for future in as_completed(futures):
+                i = futures[future]
+                done[i] = {**future.result(), **(stamp or {})}
+                paths[i].write_text(json.dumps(done[i]))
+                print(f"  {describe(done[i])}", flush=True)
+    return done
+
+
 def train_kinds(args: argparse.Namespace, space: ok.SearchSpace, archs: list[dict[str, Any]],
                 budgets: list[float]) -> list[dict[str, Any]]:
     """Every (kind, seed) trained and scored in a process pool; one row per kind with per-seed lists."""
@@ -258,26 +284,10 @@ def train_kinds(args: argparse.Namespace, space: ok.SearchSpace, archs: list[dic
     print(f"training {len(args.kinds)} kinds x {len(args.seeds)} seeds at {args.budget_images:,} images each "
           f"({args.workers} worker(s))", flush=True)
     commit = code_version()
-    cache = Path(args.cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    done: dict[int, dict[str, Any]] = {}
-    todo = []
-    for i, job in enumerate(jobs):
-        path = cache / f"{job['kind']}-s{job['seed']}-{_job_key(job)}.json"
-        if path.exists():
-            done[i] = json.loads(path.read_text())
-        else:
-            todo.append((i, job, path))
-    if done:
-        print(f"  {len(done)} of {len(jobs)} (kind, seed) runs reused from {cache}", flush=True)
-    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
-        futures = {pool.submit(_kind_job, job): (i, path) for i, job, path in todo}
-        for future in as_completed(futures):
-            i, path = futures[future]
-            run = {**future.result(), "commit": commit}
-            path.write_text(json.dumps(run))  # each finished run is kept: an interrupted benchmark resumes
-            done[i] = run
-            print(f"  {run['kind']} seed {run['seed']}: {run['train_seconds']:.0f} s training", flush=True)
+    done = run_cached(_kind_job, jobs, [f"{j['kind']}-s{j['seed']}" for j in jobs], args.cache_dir,
+                      workers=args.workers, what="(kind, seed) runs", initializer=_init_worker,
+                      stamp={"commit": commit},
+                      describe=lambda r: f"{r['kind']} seed {r['seed']}: {r['train_seconds']:.0f} s training")
     runs = [done[i] for i in range(len(jobs))]
     rows = []
     for kind in args.kinds:
