@@ -14,8 +14,7 @@ import numpy as np
 from .searchspace import Arch, SearchSpace
 
 __all__ = ["PathSampler", "UniformPaths", "FlopsBinPaths", "FairPaths", "SandwichPaths", "FixedPath",
-           "make_path_sampler",
-           "default_path_sampler", "PATH_SAMPLERS"]
+           "make_path_sampler", "default_path_sampler", "PATH_SAMPLERS"]
 
 
 class PathSampler(Protocol):
@@ -128,8 +127,9 @@ class FairPaths:
 class SandwichPaths:
     """The sandwich rule with in-place distillation (BigNAS, OFA): per step the largest arch (most MACs), the
     smallest, and ``n_random`` uniform archs; the largest learns from the labels and the others from its
-    predictions (``distill = True`` tells the training loop). The largest and smallest archs are found among every
-    arch when the space has at most 100,000, else among ``pool_size`` seeded samples.
+    predictions (``distill = True`` tells the training loop). The largest and smallest archs start from the extremes
+    among every arch (spaces of at most 100,000) or among ``pool_size`` seeded samples, then climb one choice at a
+    time while that adds (removes) MACs.
 
     Args:
         space: a space with MAC counts (built-in, or a user's space with ``count_macs``).
@@ -161,13 +161,13 @@ def _climb(space: SearchSpace, count: Any, arch: Arch, sign: int) -> Arch:
         improved = False
         for c in space.choices:
             for option in c.options:
-                trial = {**arch, c.name: option}
                 try:
-                    value = sign * count(space.validate(trial))
+                    trial = space.validate({**arch, c.name: option})
                 except ValueError:  # an option the space's constraints rule out here
                     continue
+                value = sign * count(trial)
                 if value > best:
-                    arch, best, improved = dict(space.validate(trial)), value, True
+                    arch, best, improved = dict(trial), value, True
     return arch
 
 
