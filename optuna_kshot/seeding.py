@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 
 import torch
 
 __all__ = ["seeded"]
-
-# torch's default RNG is one per process: seeded blocks of two threads (two models built side by side) must not
-# interleave, or each would draw from the other's seed
-_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -21,6 +16,6 @@ def seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    with _LOCK, torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
