@@ -39,6 +39,19 @@ def stop_point(history: list[dict[str, Any]], tau: float, checks: int) -> int | 
     return None
 
 
+def earlier_runs(out: Path, gt_path: str, args: argparse.Namespace) -> dict[tuple[str, int], dict[str, Any]]:
+    """``--merge``: the runs of an earlier result at ``out`` by (kind, budget), checked to share this run's ground
+    truth, seed and training settings (each keeps the commit it was measured on)."""
+    if not out.exists():
+        raise SystemExit(f"--merge: no earlier result at {out}")
+    old = json.loads(out.read_text())
+    same = {k: old["settings"].get(k) == getattr(args, k) for k in ("seed", "lr", "probes", "stop_checks")}
+    if old["ground_truth"]["path"] != gt_path or not all(same.values()):
+        differs = [k for k, v in same.items() if not v] or ["ground truth"]
+        raise SystemExit(f"--merge: {out} differs in {', '.join(differs)}; run without --merge")
+    return {(r["kind"], r["budget"]): {**r, "commit": r.get("commit", old["commit"])} for r in old["runs"]}
+
+
 def _job(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     space = ok.space_from_config(job["space"])
@@ -80,6 +93,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default=None)
     p.add_argument("--cached-only", action="store_true",
                    help="train nothing: draw the runs already in --cache-dir, list the missing ones")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the runs of an existing --out (same ground truth and settings) and train only the "
+                        "missing (kind, budget) points")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     resolution = 16 if args.space == "nb201" else 14
@@ -99,15 +115,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs = [{"space": space.to_config(), "data": args.data, "resolution": resolution, "kind": k, "budget": b,
              "seed": args.seed, "lr": args.lr, "archs": archs, "probes": args.probes}
             for b in sorted(budgets, reverse=True) for k in kinds]
+    out = Path(args.out or RESULTS / f"budget_{space.kind}_{args.data.split(':')[0]}.json")
+    if args.smoke:
+        out = Path(args.out or Path(os.environ.get("TMPDIR", "/tmp")) / "budget_smoke.json")
+    earlier = earlier_runs(out, gt["path"], args) if args.merge else {}
+    jobs = [j for j in jobs if (j["kind"], j["budget"]) not in earlier]
     start = time.perf_counter()
     done = run_cached(_job, jobs, [f"budget-{j['kind']}-{j['budget']}" for j in jobs], args.cache_dir,
-                      workers=args.workers, what="runs", cached_only=args.cached_only,
+                      workers=args.workers, what="runs", cached_only=args.cached_only, stamp={"commit": code_version()},
                       describe=lambda r: f"{r['kind']} at {r['budget']:,} images: {r['train_seconds']:.0f} s")
     # --cached-only draws the finished runs and says which points are missing
     skipped = [{"kind": j["kind"], "budget": j["budget"]} for i, j in enumerate(jobs) if i not in done]
     if skipped:
         print("  not run (--cached-only): " + ", ".join(f"{s['kind']} at {s['budget']:,}" for s in skipped))
-    runs = [done[i] for i in sorted(done)]
+    runs = [done[i] for i in sorted(done)] + list(earlier.values())
     feats = features(space, archs)
     free = {k: ok.ranking_metrics(v, gt["mean"])["kendall_tau"] for k, v in feats.items() if len(set(v)) > 1}
     thresholds = [float(t) for t in args.stop_tau.split(",")]
@@ -127,9 +148,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         stops = ", ".join(f"tau>={t}: {v if v is not None else '-'}" for t, v in r["stop_images"].items())
         print(f"{r['kind']:<10}{r['budget']:>10,}{r['kendall_tau']:>8.3f}{r['train_seconds']:>9.0f}"
               f"{r['probe_seconds']:>9.1f}  {stops}")
-    out = Path(args.out or RESULTS / f"budget_{space.kind}_{args.data.split(':')[0]}.json")
-    if args.smoke:
-        out = Path(args.out or Path(os.environ.get("TMPDIR", "/tmp")) / "budget_smoke.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     plot(result, out.with_suffix(".png"))
