@@ -28,6 +28,7 @@ import optuna
 import torch
 
 import optuna_kshot as ok
+from optuna_kshot.devices import place
 from optuna_kshot.evaluation import recalibrate_bn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,6 +56,7 @@ def bare_forward_seconds(subnet: torch.nn.Module, calib: list[torch.Tensor], val
 
 
 KINDS = {"oneshot": ("oneshot", {}, "uniform"), "fair": ("oneshot", {}, "fair"),
+         "kshot (default)": ("kshot", {}, "uniform"),  # K=2, a simplex-net turn every 4th step (defaults.py)
          "kshot2": ("kshot", {"k": 2, "simplex_every": 1}, "uniform"),
          "kshot4": ("kshot", {"k": 4, "simplex_every": 1}, "uniform"),
          # K-shot cost split: supernet steps only (warm-up all along: the merge's overhead), and the simplex-net
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
                                      batch_size=batch_size, cache=False)
     ratios, evals, bares = [], [], []
     for arch in archs:  # interleaved, so drifts in machine load hit both sides alike
-        subnet = ok.build_subnet(space, arch)
+        subnet = place(ok.build_subnet(space, arch), torch.device("cpu"))  # the layout scoring uses
         bare = min(bare_forward_seconds(subnet, evaluator.calibration_batches, val, batch_size) for _ in range(2))
         score = min(_median_time(lambda a=arch: evaluator.score(a), 1) for _ in range(2))
         evals.append(score)
@@ -259,10 +261,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nsupernet kinds (fresh process each, median of {kinds[0]['rounds']} round(s) taken in turns; a step "
           "trains paths_per_step archs on one batch of 64; peak MiB: resident memory above the process before the "
           "build)")
-    print(f"  {'kind':<13}{'paths':>6}{'ms/step':>9}{'step/1-shot':>12}{'image/1-shot':>13}{'step/stand-alone':>17}"
+    print(f"  {'kind':<16}{'paths':>6}{'ms/step':>9}{'step/1-shot':>12}{'image/1-shot':>13}{'step/stand-alone':>17}"
           f"{'peak MiB':>10}{'mem/1-shot':>11}{'params':>10}")
     for k in kinds:
-        print(f"  {k['kind']:<13}{k['paths_per_step']:>6}{k['seconds_per_step'] * 1e3:>9.1f}"
+        print(f"  {k['kind']:<16}{k['paths_per_step']:>6}{k['seconds_per_step'] * 1e3:>9.1f}"
               f"{k['step_over_oneshot']:>12.2f}{k['image_over_oneshot']:>13.2f}{k['step_over_standalone_step']:>17.2f}"
               f"{k['peak_rss_above_baseline_mib']:>10.1f}{k['memory_over_oneshot']:>11.2f}{k['parameters']:>10,}")
     from _results import write_result  # next to this script

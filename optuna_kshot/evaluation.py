@@ -20,7 +20,7 @@ from torch import nn
 
 from .costs import ArchCosts
 from .defaults import CALIB_BATCHES
-from .devices import resolve_device
+from .devices import place, resolve_device
 from .loaders import as_split, on_device
 from .scores import Score
 from .searchspace import SearchSpace
@@ -116,7 +116,7 @@ class SupernetEvaluator:
         if not hasattr(supernet, "export"):
             raise TypeError("The supernet needs an export(arch) method that returns the arch's subnet.")
         self.device = resolve_device(device)
-        self.supernet = supernet.to(self.device).eval()
+        self.supernet = place(supernet, self.device).eval()
         self.space = space if space is not None else supernet.space
         train, val = as_split(train), on_device(as_split(val), self.device)
         self.val = val

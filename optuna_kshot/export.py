@@ -10,6 +10,7 @@ A subnet directory holds:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
@@ -35,6 +36,13 @@ _FORMAT = "optuna-kshot-subnet/2"
 
 def _export_program(subnet: nn.Module, example_input: torch.Tensor) -> Any:
     example = example_input[:1].expand(2, *example_input.shape[1:]).contiguous()
+    if any(not t.is_contiguous() for t in (*subnet.parameters(), *subnet.buffers())):
+        # a program's weights are stored in the default memory format (channels-last ones are not whole tensors
+        # to torch.export.save)
+        subnet = copy.deepcopy(subnet)
+        with torch.no_grad():
+            for t in (*subnet.parameters(), *subnet.buffers()):
+                t.data = t.data.contiguous()
     was_training = subnet.training
     subnet.eval()
     try:
@@ -76,7 +84,8 @@ def save_subnet(
         "arch_key": space.key(arch), **costs, **dict(metadata or {}),
     }
     tmp = directory / (WEIGHTS_FILE + ".tmp")
-    torch.save({k: v.detach().cpu() for k, v in subnet.state_dict().items()}, tmp)
+    # the default memory format on file (on the CPU, training keeps conv weights channels-last: devices.place)
+    torch.save({k: v.detach().cpu().contiguous() for k, v in subnet.state_dict().items()}, tmp)
     os.replace(tmp, directory / WEIGHTS_FILE)
     if program and example_input is not None:
         exported = _export_program(subnet, example_input)
