@@ -116,7 +116,7 @@ class SupernetEvaluator:
         if not hasattr(supernet, "export"):
             raise TypeError("The supernet needs an export(arch) method that returns the arch's subnet.")
         self.device = resolve_device(device)
-        self.supernet = place(supernet, self.device).eval()
+        self.supernet = supernet.to(self.device).eval()
         self.space = space if space is not None else supernet.space
         train, val = as_split(train), on_device(as_split(val), self.device)
         self.val = val
@@ -145,7 +145,8 @@ class SupernetEvaluator:
         supernet's parameters instead of copying them: only for reading."""
         arch = self.space.validate(arch)
         with torch.no_grad():
-            subnet = self.supernet.export(arch, deploy=deploy, share_weights=share_weights).to(self.device)
+            # on the CPU the subnet's conv weights become channels-last copies (the supernet keeps its layout)
+            subnet = place(self.supernet.export(arch, deploy=deploy, share_weights=share_weights), self.device)
         if self.bn_mode == "recalibrate":
             recalibrate_bn(subnet, self._calib)
         return subnet.eval()

@@ -22,6 +22,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError
 from .costs import ArchCosts, measure_costs
+from .devices import set_layout
 from .nn import build_subnet, has_network
 from .searchspace import SearchSpace
 from .spaces import space_from_config
@@ -39,10 +40,7 @@ def _export_program(subnet: nn.Module, example_input: torch.Tensor) -> Any:
     if any(not t.is_contiguous() for t in (*subnet.parameters(), *subnet.buffers())):
         # a program's weights are stored in the default memory format (channels-last ones are not whole tensors
         # to torch.export.save)
-        subnet = copy.deepcopy(subnet)
-        with torch.no_grad():
-            for t in (*subnet.parameters(), *subnet.buffers()):
-                t.data = t.data.contiguous()
+        subnet = set_layout(copy.deepcopy(subnet), channels_last=False)
     was_training = subnet.training
     subnet.eval()
     try:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .costs import ArchCosts
+from .devices import set_layout
 from .evaluation import evaluate_model
 from .paths import FixedPath
 from .searchspace import Arch, SearchSpace
@@ -98,7 +99,8 @@ def retrain(
             from .evaluation import SupernetEvaluator
 
             evaluator = SupernetEvaluator(supernet, None, data.train, data.val, device=device)
-        model = copy.deepcopy(evaluator.subnet(arch, deploy=True))
+        # trained in the default layout, as every training here (scoring's subnets are channels-last on the CPU)
+        model = set_layout(copy.deepcopy(evaluator.subnet(arch, deploy=True)), channels_last=False)
     result = train_supernet(model, data.train, config, sampler=FixedPath(space, arch), device=device,
                             progress=progress, callbacks=callbacks)
     val_accuracy, val_loss = evaluate_model(model, data.val, device=device)

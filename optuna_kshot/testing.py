@@ -205,10 +205,6 @@ class SupernetContractSuite:
         model = None if isinstance(source, SearchSpace) else source
         loaded, space, _ = load_supernet(path, model=model)
         assert space.to_config() == supernet.space.to_config() and loaded.config() == supernet.config()
-        from .devices import place
-
-        ref = next(iter(supernet.parameters()), None)
-        place(loaded, ref.device if ref is not None else torch.device("cpu"))  # the layout training left
         supernet.eval()
         x, _ = _first_batch(data[1], 6)
         for arch in _archs(space, 3, seed=2):

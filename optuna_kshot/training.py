@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .devices import place, resolve_device
+from .devices import resolve_device
 from .monitor import RankingMonitor
 from .paths import PathSampler
 from .supernets.contract import SupernetDefaults, TrainingPhase
@@ -247,7 +247,7 @@ def train_supernet(
 
     data = as_split(data)
     device = resolve_device(device)
-    place(model, device)
+    model.to(device)
     data = on_device(data, device)
     net = _trainable(model)
     phases = list(net.phases())
