@@ -48,6 +48,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "kshot2": {"kind": "kshot", "options": {"k": 2, "simplex_every": 1}, "sampler": "uniform"},
     "kshot4": {"kind": "kshot", "options": {"k": 4, "simplex_every": 1}, "sampler": "uniform"},
     "kshot2-every4": {"kind": "kshot", "options": {"k": 2, "simplex_every": 4}, "sampler": "uniform"},
+    "kshot2-every8": {"kind": "kshot", "options": {"k": 2, "simplex_every": 8}, "sampler": "uniform"},
     "fewshot-op": {"kind": "fewshot", "options": {"split": "op:<first choice>"}, "sampler": "balanced",
                    "transfer": 0.5},
     "fewshot-enn": {"kind": "fewshot", "options": {"split": "enn"}, "sampler": "balanced"},
