@@ -64,6 +64,28 @@ def test_scoring_leaves_the_supernet_untouched(evaluator, tiny_space):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_cpu_scoring_runs_channels_last_copies_and_the_supernet_keeps_its_layout(evaluator, tiny_space, tiny_data,
+                                                                                 tmp_path):
+    from optuna_kshot.devices import set_layout
+
+    if evaluator.device.type != "cpu":
+        pytest.skip("channels-last scoring is the CPU's layout; CUDA keeps the default")
+    arch = tiny_space.sample(11)
+    evaluator.score(arch)
+    assert all(p.is_contiguous() for p in evaluator.supernet.parameters())  # training's layout, untouched
+    subnet = evaluator.subnet(arch, share_weights=True)
+    convs = [m.weight for m in subnet.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.stride()[1] == 1 for w in convs)  # channels-last strides, 1-channel stem included
+    plain = set_layout(evaluator.subnet(arch), channels_last=False)
+    assert all(p.is_contiguous() for p in plain.parameters())
+    with torch.no_grad():
+        x = tiny_data.val.take(torch.arange(50))[0]
+        assert torch.allclose(subnet(x), plain(x), atol=1e-5)
+    save_subnet(subnet, tiny_space, arch, tmp_path / "cl")  # files in the default layout
+    weights = torch.load(tmp_path / "cl" / "subnet.pt", weights_only=True)
+    assert all(t.is_contiguous() for t in weights.values())
+
+
 def test_export_reproduces_the_supernet_score(evaluator, tiny_space, tiny_data, tmp_path):
     arch = tiny_space.sample(7)
     score = evaluator.score(arch)
