@@ -183,7 +183,7 @@ class RankingMonitor:
                                       batch_size=self.calib_images, cache=False, seed=self.seed, device=device)
         scores = [evaluator.score(a).accuracy for a in self._archs]
         supernet.train(was_training)
-        prev = self.history[-1].scores if self.history else None
+        prev = self._reference(images)
         check = ProbeCheck(epoch=epoch, images=images, scores=scores,
                            tau_prev=None if prev is None else kendall(prev, scores),
                            tau_free={k: kendall(v, scores) for k, v in self._free.items()},
@@ -192,6 +192,17 @@ class RankingMonitor:
         _logger.info("epoch %d probe ranking: tau vs previous %s, vs MACs %s", epoch,
                      check.tau_prev, check.tau_free.get("macs"))
         return check
+
+    def _reference(self, images: int) -> list[float] | None:
+        """The scores a new check at ``images`` is compared with: the last check's, unless that came less than half
+        an interval before (a budget's short last epoch), when the check before it is the one to compare with: a
+        few steps barely move any ranking, and a tau near 1 there would read as a stable one."""
+        if not self.history:
+            return None
+        last = self.history[-1]
+        if len(self.history) >= 2 and images - last.images < 0.5 * (last.images - self.history[-2].images):
+            return self.history[-2].scores
+        return last.scores
 
     @property
     def stable_checks(self) -> int:

@@ -67,6 +67,29 @@ def test_stop_rule_ends_training_early_and_a_rerun_does_not_train_on(tiny_space,
     assert again.steps == result.steps and again.stopped_early
 
 
+def test_a_short_last_epoch_is_compared_with_the_check_before(tiny_space, tiny_data):
+    """A budget that ends a few steps into an epoch checks after them; comparing that check with the one a few
+    steps earlier would give tau ~1 and read as a stable ranking, so it is compared with the check before."""
+    from optuna_kshot.monitor import ProbeCheck, kendall
+
+    supernet = ok.make_supernet(tiny_space)
+    ok.train_supernet(supernet, tiny_data.train, ok.TrainConfig(epochs=2, batch_size=64),
+                      sampler=ok.UniformPaths(tiny_space), progress=False)
+
+    def monitor():  # two earlier checks 512 images apart, ranking the probes in opposite orders
+        m = RankingMonitor(tiny_data.train, tiny_data.val, probes=5, val_images=64, calib_images=64, every=1)
+        m.history = [ProbeCheck(0, 512, [0.1, 0.2, 0.3, 0.4, 0.5], None, {}, 0.0),
+                     ProbeCheck(1, 1024, [0.5, 0.4, 0.3, 0.2, 0.1], -1.0, {}, 0.0)]
+        return m
+
+    m = monitor()
+    tail = m.check(supernet, 2, 1024 + 128)  # a quarter of an interval later
+    assert tail.tau_prev == kendall(m.history[0].scores, tail.scores) != kendall(m.history[1].scores, tail.scores)
+    m = monitor()
+    full = m.check(supernet, 2, 1536)  # a whole interval later: the last check is the one to compare with
+    assert full.tau_prev == kendall(m.history[1].scores, full.scores)
+
+
 def test_default_check_interval_keeps_the_monitor_cheap(default_data, tiny_data):
     """Checks cost at most ~5% of training: every epoch of full-size data, every few of a small set."""
     assert RankingMonitor(default_data.train, default_data.val).every == 5  # 5,000 images: 8 x 384 per check
