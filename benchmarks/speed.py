@@ -56,7 +56,7 @@ def bare_forward_seconds(subnet: torch.nn.Module, calib: list[torch.Tensor], val
 
 
 KINDS = {"oneshot": ("oneshot", {}, "uniform"), "fair": ("oneshot", {}, "fair"),
-         "kshot (default)": ("kshot", {}, "uniform"),  # K=2, a simplex-net turn every 4th step (defaults.py)
+         "kshot (default)": ("kshot", {}, "uniform"),  # K=2, a simplex-net turn every 8th step (defaults.py)
          "kshot2": ("kshot", {"k": 2, "simplex_every": 1}, "uniform"),
          "kshot4": ("kshot", {"k": 4, "simplex_every": 1}, "uniform"),
          # K-shot cost split: supernet steps only (warm-up all along: the merge's overhead), and the simplex-net

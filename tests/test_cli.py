@@ -48,10 +48,11 @@ def test_kshot_from_one_shot_checkpoint(tmp_path):
     assert main(["train", *kshot, "--supernet", "kshot", "--k", "2",
                  "--init-from", str(tmp_path / "supernet.pt")]) == 0
     from optuna_kshot import load_supernet
+    from optuna_kshot.defaults import SIMPLEX_EVERY
 
     supernet, _, state = load_supernet(tmp_path / "kshot.pt")
     assert state["supernet"]["kind"] == "kshot" and supernet.k == 2
-    assert state["supernet"]["options"]["k"] == 2 and state["supernet"]["options"]["simplex_every"] == 4
+    assert state["supernet"]["options"]["k"] == 2 and state["supernet"]["options"]["simplex_every"] == SIMPLEX_EVERY
     assert main(["search", *_storage(tmp_path, "kshot.pt"), "--trials", "2"]) == 0
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert all(len(t.user_attrs["kshot_code"]) == 2 for t in study.trials)
