@@ -37,10 +37,6 @@ _FORMAT = "optuna-kshot-subnet/2"
 
 def _export_program(subnet: nn.Module, example_input: torch.Tensor) -> Any:
     example = example_input[:1].expand(2, *example_input.shape[1:]).contiguous()
-    if any(not t.is_contiguous() for t in (*subnet.parameters(), *subnet.buffers())):
-        # a program's weights are stored in the default memory format (channels-last ones are not whole tensors
-        # to torch.export.save)
-        subnet = set_layout(copy.deepcopy(subnet), channels_last=False)
     was_training = subnet.training
     subnet.eval()
     try:
@@ -63,6 +59,10 @@ def save_subnet(
     """
     space = getattr(subnet, "space", None) or space
     arch = space.validate(arch)
+    if any(not t.is_contiguous() for t in (*subnet.parameters(), *subnet.buffers())):
+        # files hold the default memory format (a scored subnet's conv weights are channels-last on the CPU, and
+        # torch.export.save does not store those as whole tensors)
+        subnet = set_layout(copy.deepcopy(subnet), channels_last=False)
     builtin = has_network(space)
     if example_input is None and builtin:
         example_input = torch.zeros(1, space.in_channels, space.resolution, space.resolution)
@@ -82,8 +82,7 @@ def save_subnet(
         "arch_key": space.key(arch), **costs, **dict(metadata or {}),
     }
     tmp = directory / (WEIGHTS_FILE + ".tmp")
-    # the default memory format on file (on the CPU, training keeps conv weights channels-last: devices.place)
-    torch.save({k: v.detach().cpu().contiguous() for k, v in subnet.state_dict().items()}, tmp)
+    torch.save({k: v.detach().cpu() for k, v in subnet.state_dict().items()}, tmp)
     os.replace(tmp, directory / WEIGHTS_FILE)
     if program and example_input is not None:
         exported = _export_program(subnet, example_input)
