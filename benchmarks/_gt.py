@@ -102,8 +102,10 @@ def ground_truth(space: ok.SearchSpace, archs: list[dict[str, Any]], *, data: st
         "space": space.to_config(), "data": data, "resolution": resolution, "epochs": epochs,
         "lr": lr, "seeds": [0, 1], "archs": [space.key(a) for a in archs], "metric": "test accuracy",
     }
-    if sample != "depth":  # depth-sampled caches of earlier runs keep their names
-        settings["sample"] = sample
+    # Every sample is named in the settings (so in the file's hash). Depth-sampled caches written before this
+    # (gt_*_<hash> without "sample") were trained on earlier networks (NAS-Bench-Macro with ReLU6) and are kept
+    # only as the record of the old tables; a depth sample is now trained afresh.
+    settings["sample"] = sample
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     path = Path(gt_dir) / f"gt_{space.kind}_{data.replace(':', '_').replace('/', '_')}_{digest}.json"
     cached = json.loads(path.read_text()) if path.is_file() else {"settings": settings, "runs": {}}
