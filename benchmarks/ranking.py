@@ -40,15 +40,18 @@ import optuna_kshot as ok
 
 # kind name -> how to build and train it. "transfer": share of the budget spent on a one-shot supernet first, whose
 # weights the sub-supernets start from (few-shot by op, split on the space's first choice); "ensemble": that many
-# one-shot supernets (seeds s, s+100, ...) sharing the budget, their scores averaged.
+# one-shot supernets (seeds s, s+100, ...) sharing the budget, their scores averaged; "snapshots": n also scores
+# with the average of the last n epochs' weights of the same training (ok.LateSnapshots), an extra row
+# "<kind>-snap<n>" at no extra training cost.
 KINDS: dict[str, dict[str, Any]] = {
-    "oneshot": {"kind": "oneshot", "options": {}, "sampler": "uniform"},
+    "oneshot": {"kind": "oneshot", "options": {}, "sampler": "uniform", "snapshots": 3},
     "fair": {"kind": "oneshot", "options": {}, "sampler": "fair"},
     # K-shot rows pin simplex_every=1 (the library default became 4 after these rows were measured)
     "kshot2": {"kind": "kshot", "options": {"k": 2, "simplex_every": 1}, "sampler": "uniform"},
     "kshot4": {"kind": "kshot", "options": {"k": 4, "simplex_every": 1}, "sampler": "uniform"},
     "kshot2-every4": {"kind": "kshot", "options": {"k": 2, "simplex_every": 4}, "sampler": "uniform"},
-    "kshot2-every8": {"kind": "kshot", "options": {"k": 2, "simplex_every": 8}, "sampler": "uniform"},
+    "kshot2-every8": {"kind": "kshot", "options": {"k": 2, "simplex_every": 8}, "sampler": "uniform",
+                      "snapshots": 3},
     "fewshot-op": {"kind": "fewshot", "options": {"split": "op:<first choice>"}, "sampler": "balanced",
                    "transfer": 0.5},
     "fewshot-enn": {"kind": "fewshot", "options": {"split": "enn"}, "sampler": "balanced"},
@@ -183,36 +186,42 @@ def _options(spec: dict[str, Any], space: ok.SearchSpace) -> dict[str, Any]:
 
 
 def _fit(supernet: Any, space: ok.SearchSpace, data: ok.DataSplits, sampler: str, budget: int, lr: float,
-         seed: int, warmup: float = 0.0) -> int:
+         seed: int, warmup: float = 0.0, callbacks: tuple[Any, ...] = ()) -> int:
     """Train ``supernet`` on ``budget`` images; return the images it saw."""
     config = ok.TrainConfig(budget_images=budget, batch_size=64, lr=lr, seed=seed, warmup=warmup)
     sampler_ = ok.make_path_sampler(sampler, space, supernet=supernet)
-    return ok.train_supernet(supernet, data.train, config, sampler=sampler_, progress=False).images
+    return ok.train_supernet(supernet, data.train, config, sampler=sampler_, progress=False,
+                             callbacks=callbacks).images
 
 
 def train_one(space: ok.SearchSpace, data: ok.DataSplits, spec: dict[str, Any], seed: int, budget: int,
-              lr: float) -> tuple[Any, int]:
-    """One supernet of ``spec`` trained within ``budget`` images (a one-shot transfer share included)."""
+              lr: float, callbacks: tuple[Any, ...] = ()) -> tuple[Any, int]:
+    """One supernet of ``spec`` trained within ``budget`` images (a one-shot transfer share included);
+    ``callbacks`` see the supernet's own training (not the transfer share's)."""
     images, base = 0, None
     if spec.get("transfer"):
         base = ok.make_supernet(space, seed=seed)
         images += _fit(base, space, data, "uniform", int(budget * spec["transfer"]), lr, seed)
     supernet = ok.make_supernet(space, spec["kind"], seed=seed, base=base, **_options(spec, space))
-    images += _fit(supernet, space, data, spec["sampler"], budget - images, lr, seed, spec.get("warmup", 0.0))
+    images += _fit(supernet, space, data, spec["sampler"], budget - images, lr, seed, spec.get("warmup", 0.0),
+                   callbacks)
     return supernet, images
 
 
 def train_scorer(space: ok.SearchSpace, data: ok.DataSplits, spec: dict[str, Any], seed: int, budget: int,
-                 lr: float) -> tuple[Any, int]:
-    """The evaluator of one (kind, seed) and the images its training saw: one supernet's, or the average of
-    ``spec["ensemble"]`` one-shot supernets (seeds ``seed + 100 m``) that share the budget."""
+                 lr: float) -> tuple[Any, int, ok.LateSnapshots | None]:
+    """The evaluator of one (kind, seed), the images its training saw, and its last ``spec["snapshots"]``
+    epochs' weights (None without). The evaluator is one supernet's, or the average of ``spec["ensemble"]``
+    one-shot supernets (seeds ``seed + 100 m``) that share the budget."""
     members = int(spec.get("ensemble", 1))
+    snaps = ok.LateSnapshots(int(spec["snapshots"])) if spec.get("snapshots") and members == 1 else None
     evaluators, images = [], 0
     for m in range(members):
-        supernet, n = train_one(space, data, spec, seed + 100 * m, budget // members, lr)
+        supernet, n = train_one(space, data, spec, seed + 100 * m, budget // members, lr,
+                                (snaps,) if snaps is not None else ())
         evaluators.append(ok.SupernetEvaluator(supernet, space, data.train, data.val, calib_batches=4))
         images += n
-    return (evaluators[0] if members == 1 else ok.EnsembleEvaluator(evaluators)), images
+    return (evaluators[0] if members == 1 else ok.EnsembleEvaluator(evaluators)), images, snaps
 
 
 def search(evaluator: Any, max_macs: float, trials: int) -> dict[str, Any]:
@@ -235,14 +244,22 @@ def _kind_job(job: dict[str, Any]) -> dict[str, Any]:
     space = ok.space_from_config(job["space"])
     data = load_split(job["data"], job["resolution"])
     start = time.perf_counter()
-    evaluator, images = train_scorer(space, data, KINDS[job["kind"]], job["seed"], job["budget_images"], job["lr"])
+    evaluator, images, snaps = train_scorer(space, data, KINDS[job["kind"]], job["seed"], job["budget_images"],
+                                            job["lr"])
     train_seconds = time.perf_counter() - start
     scores = [evaluator.score(a) for a in job["archs"]]
     score_seconds = time.perf_counter() - start - train_seconds
     picks = [search(evaluator, b, job["search_trials"]) for b in job["search_budgets"]]
-    return {"kind": job["kind"], "seed": job["seed"], "scores": [s.accuracy for s in scores],
-            "losses": [s.loss for s in scores], "images": images, "train_seconds": train_seconds,
-            "score_seconds": score_seconds, "search": picks or None}
+    out = {"kind": job["kind"], "seed": job["seed"], "scores": [s.accuracy for s in scores],
+           "losses": [s.loss for s in scores], "images": images, "train_seconds": train_seconds,
+           "score_seconds": score_seconds, "search": picks or None}
+    if snaps is not None:  # the last epochs' weights of the same training, their scores averaged
+        t0 = time.perf_counter()
+        late = snaps.evaluator(space, data.train, data.val, calib_batches=4)
+        late_scores = [late.score(a) for a in job["archs"]]
+        out["snapshots"] = {"images": snaps.images, "scores": [s.accuracy for s in late_scores],
+                            "losses": [s.loss for s in late_scores], "score_seconds": time.perf_counter() - t0}
+    return out
 
 
 def _job_key(job: dict[str, Any]) -> str:
@@ -298,6 +315,13 @@ def train_kinds(args: argparse.Namespace, space: ok.SearchSpace, archs: list[dic
             row[key] = [r[key] for r in mine]
         row["search"] = mine[0]["search"]
         rows.append(row)
+        if all("snapshots" in r for r in mine):  # the same trainings scored by their last epochs' average
+            n = KINDS[kind]["snapshots"]
+            rows.append({**row, "kind": f"{kind}-snap{n}", "snapshot_of": kind, "search": None,
+                         "snapshot_images": [r["snapshots"]["images"] for r in mine],
+                         "scores": [r["snapshots"]["scores"] for r in mine],
+                         "losses": [r["snapshots"]["losses"] for r in mine],
+                         "score_seconds": [r["snapshots"]["score_seconds"] for r in mine]})
     return rows
 
 
@@ -378,6 +402,10 @@ def analyse(rows: list[dict[str, Any]], gt: dict[str, Any], feats: dict[str, lis
         row["diff_best_free"] = {"against": best["kind"], **_stats.difference(
             boots[row["kind"]], boots[best["kind"]], row["tau_mean"], best["tau_mean"])}
         row["tau_over_ceiling"] = row["tau_mean"] / ceiling if ceiling > 0 else float("nan")
+        base = row.get("snapshot_of")
+        if base in boots:  # late snapshots against the final weights of the same trainings
+            base_tau = next(r["tau_mean"] for r in rows if r["kind"] == base)
+            row["diff_snapshot_of"] = _stats.difference(boots[row["kind"]], boots[base], row["tau_mean"], base_tau)
     return {"baselines": baselines, "best_free": best["kind"], "ceiling_ci": ceiling_ci,
             "bootstrap": {"resamples": n_boot, "seed": seed, "level": _stats.LEVEL, "paired": True}}
 
@@ -456,6 +484,8 @@ def claims(result: dict[str, Any]) -> list[str]:
         out.append(f"{r['kind']}: tau {r['tau_mean']:.2f} [{lo:.2f}, {hi:.2f}] ({len(r['seeds'])} seeds)")
         if r["diff_oneshot"] is not None and r["kind"] != "oneshot":
             out.append(_stats.claim(r["kind"], "oneshot", r["diff_oneshot"]))
+        if r.get("diff_snapshot_of") and r["snapshot_of"] != "oneshot":
+            out.append(_stats.claim(r["kind"], r["snapshot_of"], r["diff_snapshot_of"]))
         out.append(_stats.claim(r["kind"], f"{result['best_free']} (best free predictor)", r["diff_best_free"]))
     return out
 

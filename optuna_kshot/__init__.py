@@ -25,6 +25,7 @@ _EXPORTS = {
     "FewShotSupernet": "supernets",
     "FixedPath": "paths",
     "FlopsBinPaths": "paths",
+    "LateSnapshots": "snapshots",
     "KShotSupernet": "supernets",
     "OneShotSupernet": "supernets",
     "OpChoice": "choices",
@@ -129,6 +130,7 @@ if TYPE_CHECKING:  # the real names for type checkers (mypy, pyright); at run ti
     from .retrain import retrain as retrain
     from .searchspace import Choice as Choice
     from .searchspace import SearchSpace as SearchSpace
+    from .snapshots import LateSnapshots as LateSnapshots
     from .spaces import count_flops as count_flops
     from .spaces import count_macs as count_macs
     from .spaces import count_params as count_params

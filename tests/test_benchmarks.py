@@ -40,7 +40,12 @@ def test_ranking_smoke(tmp_path):
     assert [r["kind"] for r in result["baselines"]] == ["macs", "params", "depth", "enn"]
     assert result["best_free"] in {"macs", "params", "depth", "enn"}
     rows = {r["kind"]: r for r in result["kinds"]}
-    assert list(rows) == ["oneshot", "kshot2", "oneshot-ens3"]
+    # one-shot's trainings are also scored by their last epochs' weights (one epoch here: the final weights)
+    assert list(rows) == ["oneshot", "oneshot-snap3", "kshot2", "oneshot-ens3"]
+    snap = rows["oneshot-snap3"]
+    assert snap["snapshot_of"] == "oneshot" and snap["images"] == rows["oneshot"]["images"]
+    assert snap["snapshot_images"] == [[i] for i in rows["oneshot"]["images"]]
+    assert snap["scores"] == rows["oneshot"]["scores"] and snap["diff_snapshot_of"]["point"] == 0
     for r in result["kinds"] + result["baselines"]:
         lo, hi = r["tau_ci"]
         assert -1 <= lo <= hi <= 1
@@ -62,10 +67,10 @@ def test_ranking_smoke(tmp_path):
     assert gt_file.read_bytes() == before
     assert [r["kind"] for r in merged["kinds"]] == list(rows)
     assert merged["kinds"][0]["scores"] == rows["oneshot"]["scores"]  # seeded: the same scores again
-    assert merged["kinds"][1]["scores"] == rows["kshot2"]["scores"]
+    assert merged["kinds"][2]["scores"] == rows["kshot2"]["scores"]
     # each finished (kind, seed) run is kept: the same command again trains nothing
     stdout, again = _run("ranking.py", tmp_path, *cache)
-    assert "6 of 6 (kind, seed) runs reused" in stdout and again["kinds"][1]["scores"] == rows["kshot2"]["scores"]
+    assert "6 of 6 (kind, seed) runs reused" in stdout and again["kinds"][2]["scores"] == rows["kshot2"]["scores"]
     picks = merged["search"]["picks"]
     assert {p["kind"] for p in picks} == {"oneshot"} and all(0 <= p["gt_accuracy"] <= 1 for p in picks)
     assert all(p["macs"] <= p["max_macs"] for p in picks) and len(merged["search"]["reference"]) == 2
