@@ -23,6 +23,10 @@ class LateSnapshots:
     """A :func:`~optuna_kshot.training.train_supernet` callback that keeps copies of the model after each of the
     last ``keep`` epochs (the final weights included, as the newest).
 
+    A budget in images usually ends with a short tail epoch (a few steps): its weights replace the snapshot
+    before it instead of being kept beside a near-copy, so that snapshots stay about an epoch apart. An epoch
+    counts as short when it saw under half the images of the longest epoch so far.
+
     Copies stay on the model's device; each costs one supernet's memory. The callback reads the model and
     changes nothing, so training with it ends with the same weights as training without it.
 
@@ -39,9 +43,15 @@ class LateSnapshots:
         self.models: list[nn.Module] = []
         self.epochs: list[int] = []
         self.images: list[int] = []
+        self._longest = 0  # images of the longest epoch seen
+        self._last = 0  # images at the previous call
 
     def __call__(self, record: Any, model: nn.Module) -> None:
         module = getattr(model, "module", model)  # a DistributedDataParallel wrapper's model
+        seen, self._last = int(record.images) - self._last, int(record.images)
+        if self.models and 2 * seen < self._longest:  # a short tail epoch: replaces the snapshot before it
+            del self.models[-1], self.epochs[-1], self.images[-1]
+        self._longest = max(self._longest, seen)
         self.models.append(copy.deepcopy(module))
         self.epochs.append(int(record.epoch))
         self.images.append(int(record.images))

@@ -40,6 +40,17 @@ def test_snapshots_keep_the_last_epochs_without_changing_the_training(tiny_space
     assert score.loss == pytest.approx(sum(m.loss for m in members) / 2)
 
 
+def test_a_short_tail_epoch_replaces_the_snapshot_before_it(tiny_space, tiny_data):
+    # 8 steps per epoch; 18 steps = 2 full epochs and a tail of 2 steps
+    snaps = ok.LateSnapshots(keep=3)
+    supernet = ok.make_supernet(tiny_space, seed=0)
+    sampler = ok.make_path_sampler("uniform", tiny_space, supernet=supernet)
+    config = ok.TrainConfig(budget_images=18 * 64, batch_size=64, lr=0.05, seed=0)
+    ok.train_supernet(supernet, tiny_data.train, config, sampler=sampler, progress=False, callbacks=[snaps])
+    assert snaps.epochs == [0, 2] and snaps.images == [8 * 64, 18 * 64]
+    assert _same(snaps.models[-1], supernet)
+
+
 def test_snapshots_refuse_bad_settings_and_scoring_before_training(tiny_space, tiny_data):
     with pytest.raises(ValueError, match="`keep` must be >= 1"):
         ok.LateSnapshots(keep=0)
