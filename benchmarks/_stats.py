@@ -81,6 +81,32 @@ def difference(boot_a: np.ndarray, boot_b: np.ndarray, point_a: float, point_b: 
     return {"point": float(point_a - point_b), "ci": interval(np.asarray(boot_a) - np.asarray(boot_b))}
 
 
+def group_bootstrap_index(groups: Sequence[Any], n_boot: int, seed: int = 0, *, min_size: int = 4
+                          ) -> list[np.ndarray]:
+    """Resamples inside each group of >= ``min_size`` archs: per group, ``(n_boot, m)`` indices into the sample
+    drawn with replacement among the group's ``m`` archs (seeded), shared by every predictor so that in-group
+    differences are paired."""
+    groups, rng = np.asarray(groups), np.random.default_rng(seed)
+    out = []
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        if len(members) >= min_size:
+            out.append(members[rng.integers(0, len(members), size=(n_boot, len(members)))])
+    return out
+
+
+def resampled_within(scores: np.ndarray, truth: np.ndarray, group_index: list[np.ndarray]) -> np.ndarray:
+    """Bootstrap values of the in-group tau (:func:`within_groups`): per resample, the mean over groups of tau
+    inside the group (groups where a side is constant left out), averaged over seeds (rows of ``scores``)."""
+    scores, truth = np.atleast_2d(np.asarray(scores, dtype=float)), np.asarray(truth, dtype=float)
+    if not group_index:
+        return np.full(1, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns stay nan
+        per_seed = [np.nanmean(np.stack([tau_b_rows(s[i], truth[i]) for i in group_index]), axis=0) for s in scores]
+        return np.nanmean(np.stack(per_seed), axis=0)
+
+
 def within_groups(scores: Sequence[float], truth: Sequence[float], groups: Sequence[Any],
                   *, min_size: int = 4) -> float:
     """Mean tau inside the groups of ``groups`` with at least ``min_size`` archs (groups where either side is

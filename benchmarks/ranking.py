@@ -111,6 +111,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "of the same ground truth and budget, keep the other rows")
     p.add_argument("--markdown", nargs="?", const="", default=None, metavar="RESULT",
                    help="print the table as markdown (of RESULT.json, without running anything, if given)")
+    p.add_argument("--reanalyse", metavar="RESULT",
+                   help="recompute the statistics and claims of a saved RESULT.json from its scores (no training) "
+                        "and write it back")
     args = p.parse_args(argv)
     if args.smoke:
         args.archs, args.gt_epochs, args.budget_images, args.width_mult, args.resolution = 6, 1, 512, 0.125, 8
@@ -379,17 +382,21 @@ def search_outcome(args: argparse.Namespace, space: ok.SearchSpace, archs: list[
 # ---------------------------------------------------------------------------------------------- analysis
 def analyse(rows: list[dict[str, Any]], gt: dict[str, Any], feats: dict[str, list[float]], *, n_boot: int,
             seed: int = 0) -> dict[str, Any]:
-    """Statistics of every supernet kind (in place on ``rows``) and free predictor, paired on one bootstrap."""
+    """Statistics of every supernet kind (in place on ``rows``) and free predictor, paired on one bootstrap;
+    in-group taus (depth groups, MACs quartiles) get their own paired bootstrap, resampling inside each group."""
     truth = np.asarray(gt["mean"])
     index = _stats.bootstrap_index(len(truth), n_boot, seed)
     groups = {"depth": feats["depth"], "macs_bin": _stats.quartile_bins(feats["macs"])}
-    baselines, boots = [], {}
+    group_index = {g: _stats.group_bootstrap_index(v, n_boot, seed) for g, v in groups.items()}
+    baselines, boots, boots_in = [], {}, {}
     for name in FREE:
         stats_, boots[name] = _stats.summarise([feats[name]], truth, index, **groups, top_k=TOP_K)
+        boots_in[name] = {g: _stats.resampled_within([feats[name]], truth, i) for g, i in group_index.items()}
         baselines.append({"kind": name, "free": True, **stats_})
     best = max(baselines, key=lambda r: r["tau_mean"] if np.isfinite(r["tau_mean"]) else -np.inf)
     for row in rows:
         stats_, boots[row["kind"]] = _stats.summarise(row["scores"], truth, index, **groups, top_k=TOP_K)
+        boots_in[row["kind"]] = {g: _stats.resampled_within(row["scores"], truth, i) for g, i in group_index.items()}
         row.update(stats_)
     ceiling, ceiling_ci = gt["ceiling"], [float("nan")] * 2
     if len(gt["per_seed"]) >= 2:
@@ -402,6 +409,11 @@ def analyse(rows: list[dict[str, Any]], gt: dict[str, Any], feats: dict[str, lis
         row["diff_best_free"] = {"against": best["kind"], **_stats.difference(
             boots[row["kind"]], boots[best["kind"]], row["tau_mean"], best["tau_mean"])}
         row["tau_over_ceiling"] = row["tau_mean"] / ceiling if ceiling > 0 else float("nan")
+        mine = boots_in[row["kind"]]
+        row["within_ci"] = {"depth": _stats.interval(mine["depth"]), "macs_bin": _stats.interval(mine["macs_bin"])}
+        row["diff_oneshot_within"] = {g: _stats.difference(
+            mine[g], boots_in["oneshot"][g], row[f"tau_within_{g}"], oneshot[f"tau_within_{g}"])
+            for g in ("depth", "macs_bin")} if oneshot else None
         base = row.get("snapshot_of")
         if base in boots:  # late snapshots against the final weights of the same trainings
             base_tau = next(r["tau_mean"] for r in rows if r["kind"] == base)
@@ -486,6 +498,10 @@ def claims(result: dict[str, Any]) -> list[str]:
             out.append(_stats.claim(r["kind"], "oneshot", r["diff_oneshot"]))
         if r.get("diff_snapshot_of") and r["snapshot_of"] != "oneshot":
             out.append(_stats.claim(r["kind"], r["snapshot_of"], r["diff_snapshot_of"]))
+        for g, where in (("depth", "within depth groups"), ("macs_bin", "within MACs quartiles")):
+            inside = (r.get("diff_oneshot_within") or {}).get(g)
+            if inside and r["kind"] != "oneshot":
+                out.append(_stats.claim(r["kind"], "oneshot", inside).replace(":", f" {where}:", 1))
         out.append(_stats.claim(r["kind"], f"{result['best_free']} (best free predictor)", r["diff_best_free"]))
     return out
 
@@ -548,6 +564,27 @@ def merged_rows(out: Path, rows: list[dict[str, Any]], gt_path: str, budget: int
     return kept + list(new.values())
 
 
+def reanalyse(path: Path) -> dict[str, Any]:
+    """The statistics and claims of a saved result recomputed from its scores (same bootstrap settings), written
+    back with the commit that recomputed them."""
+    result = json.loads(path.read_text())
+    if "baselines" not in result:
+        raise SystemExit(f"--reanalyse: {path} is a result of an older ranking.py")
+    gt = result["ground_truth"]
+    truth = {"mean": gt["mean_test_accuracy"], "ceiling": gt["ceiling_kendall_tau"], "per_seed": gt["per_seed"]}
+    boot = result["bootstrap"]
+    stats_ = analyse(result["kinds"], truth, result["archs"], n_boot=boot["resamples"], seed=boot["seed"])
+    gt["ceiling_ci"] = stats_.pop("ceiling_ci")
+    result.update(stats_)
+    result["analysed_by"] = code_version()
+    result["claims"] = claims(result)
+    report(result)
+    from _results import write_result  # next to this script
+
+    write_result(result, path)
+    return result
+
+
 def default_out(args: argparse.Namespace, space: ok.SearchSpace) -> Path:
     if args.out:
         return Path(args.out)
@@ -561,6 +598,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = json.loads(Path(args.markdown).read_text())
         print(markdown_table(result) + "\n\n" + "\n".join(f"- {c}" for c in claims(result)))
         return result
+    if args.reanalyse:
+        return reanalyse(Path(args.reanalyse))
     torch.set_num_threads(1)
     start = time.perf_counter()
     data = load_split(args.data, args.resolution)

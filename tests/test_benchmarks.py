@@ -74,12 +74,44 @@ def test_ranking_smoke(tmp_path):
     picks = merged["search"]["picks"]
     assert {p["kind"] for p in picks} == {"oneshot"} and all(0 <= p["gt_accuracy"] <= 1 for p in picks)
     assert all(p["macs"] <= p["max_macs"] for p in picks) and len(merged["search"]["reference"]) == 2
+    # the statistics recomputed from the saved scores (no training) give the same figures back
+    saved = json.loads((tmp_path / "result.json").read_text())
+    stdout, again = _run_plain("ranking.py", "--reanalyse", str(tmp_path / "result.json"))
+    assert "analysed_by" in again and [r["tau_ci"] for r in again["kinds"]] == [r["tau_ci"] for r in saved["kinds"]]
+    assert all(set(r["diff_oneshot_within"]) == {"depth", "macs_bin"} for r in again["kinds"])
     # blending with MACs, measured on the saved result (no training)
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "blend.py"), str(tmp_path / "result.json"),
                            "--out", str(tmp_path / "blend.json")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     blend = json.loads((tmp_path / "blend.json").read_text())["rows"]
     assert {r["kind"] for r in blend} == set(rows) and all(len(r["vs_free"]["ci"]) == 2 for r in blend)
+
+
+def _run_plain(script, *args):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, json.loads(Path(args[-1]).read_text())
+
+
+def test_in_group_bootstrap_resamples_inside_each_group():
+    stats = _module("_stats")
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=40)
+    groups = np.repeat([0, 1, 2, 3], 10)
+    groups[:3] = 9  # a group of 3 archs: too small, left out
+    index = stats.group_bootstrap_index(groups, 300, seed=1)
+    assert len(index) == 4 and [i.shape for i in index] == [(300, 7), (300, 10), (300, 10), (300, 10)]
+    assert all(len(np.unique(groups[i])) == 1 for i in index)  # every resample stays inside its group
+    perfect = stats.resampled_within([truth], truth, index)
+    assert np.allclose(perfect, 1.0)
+    noisy = truth + rng.normal(scale=0.7, size=40)
+    boot = stats.resampled_within([noisy], truth, index)
+    low, high = stats.interval(boot)
+    assert low < stats.within_groups(noisy, truth, groups) < high < 1.0
+    # two seeds: the mean of their in-group taus, resample by resample
+    both = stats.resampled_within([noisy, truth], truth, index)
+    assert np.allclose(both, (boot + perfect) / 2)
 
 
 def _module(name):
