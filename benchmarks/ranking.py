@@ -403,6 +403,10 @@ def analyse(rows: list[dict[str, Any]], gt: dict[str, Any], feats: dict[str, lis
         per_seed = np.asarray(gt["per_seed"])
         ceiling_ci = _stats.interval(_stats.tau_b_rows(per_seed[0][index], per_seed[1][index]))
     oneshot = next((r for r in rows if r["kind"] == "oneshot"), None)
+    best_in = {}  # per grouping, the free predictor that ranks best inside the groups
+    for g in ("depth", "macs_bin"):
+        finite = [r for r in baselines if np.isfinite(r[f"tau_within_{g}"])]
+        best_in[g] = max(finite, key=lambda r, g=g: r[f"tau_within_{g}"]) if finite else None
     for row in rows + baselines:
         row["diff_oneshot"] = (_stats.difference(boots[row["kind"]], boots["oneshot"], row["tau_mean"],
                                                  oneshot["tau_mean"]) if oneshot else None)
@@ -414,6 +418,9 @@ def analyse(rows: list[dict[str, Any]], gt: dict[str, Any], feats: dict[str, lis
         row["diff_oneshot_within"] = {g: _stats.difference(
             mine[g], boots_in["oneshot"][g], row[f"tau_within_{g}"], oneshot[f"tau_within_{g}"])
             for g in ("depth", "macs_bin")} if oneshot else None
+        row["diff_best_free_within"] = {g: {"against": b["kind"], **_stats.difference(
+            mine[g], boots_in[b["kind"]][g], row[f"tau_within_{g}"], b[f"tau_within_{g}"])}
+            for g, b in best_in.items() if b is not None}
         base = row.get("snapshot_of")
         if base in boots:  # late snapshots against the final weights of the same trainings
             base_tau = next(r["tau_mean"] for r in rows if r["kind"] == base)
@@ -502,6 +509,10 @@ def claims(result: dict[str, Any]) -> list[str]:
             inside = (r.get("diff_oneshot_within") or {}).get(g)
             if inside and r["kind"] != "oneshot":
                 out.append(_stats.claim(r["kind"], "oneshot", inside).replace(":", f" {where}:", 1))
+            free = (r.get("diff_best_free_within") or {}).get(g)
+            if free:
+                out.append(_stats.claim(r["kind"], free["against"], free)
+                           .replace(":", f" {where} (the best free predictor there):", 1))
         out.append(_stats.claim(r["kind"], f"{result['best_free']} (best free predictor)", r["diff_best_free"]))
     return out
 
