@@ -31,6 +31,8 @@ def gaps(result: dict[str, Any]) -> list[dict[str, Any]]:
     truth = np.asarray(result["ground_truth"]["mean_test_accuracy"])
     rows = []
     for row in result["kinds"]:
+        if row.get("snapshot_of"):  # a scoring variant of a recipe's trainings (late snapshots), not a recipe
+            continue
         scores = np.asarray(row["scores"], dtype=float)  # seeds x archs
         rows.append({
             "recipe": row["kind"], "spec": row["spec"], "inherited_mean": float(scores.mean()),
