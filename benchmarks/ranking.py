@@ -55,6 +55,8 @@ KINDS: dict[str, dict[str, Any]] = {
     "fewshot-op": {"kind": "fewshot", "options": {"split": "op:<first choice>"}, "sampler": "balanced",
                    "transfer": 0.5},
     "fewshot-enn": {"kind": "fewshot", "options": {"split": "enn"}, "sampler": "balanced"},
+    # few-shot by ENN with full-width sub-supernets (the default narrows them to about 1/groups)
+    "fewshot-enn-full": {"kind": "fewshot", "options": {"split": "enn", "width_ratio": 1.0}, "sampler": "balanced"},
     "oneshot+stab": {"kind": "oneshot", "options": {"stabilizer": True}, "sampler": "uniform"},
     "kshot2+stab": {"kind": "kshot", "options": {"k": 2, "simplex_every": 1, "stabilizer": True},
                     "sampler": "uniform"},
