@@ -263,8 +263,13 @@ def _user_model(spec: str, data: Any) -> tuple[Any, Any]:
 
 
 def _train(args: argparse.Namespace, data: Any) -> Path:
+    from .training import close_distributed
+
     _use_threads(_threads(args))
-    return _train_supernet(args, data)
+    try:
+        return _train_supernet(args, data)
+    finally:
+        close_distributed()  # every rank leaves the process group before it exits (torchrun)
 
 
 def _train_supernet(args: argparse.Namespace, data: Any) -> Path:

@@ -28,7 +28,7 @@ from .supernets.contract import SupernetDefaults, TrainingPhase
 
 __all__ = [
     "TrainConfig", "TrainResult", "EpochRecord", "TrainingDiverged", "train_supernet", "resolve_device",
-    "sync_gradients", "init_distributed_from_env", "images_per_run",
+    "sync_gradients", "init_distributed_from_env", "close_distributed", "images_per_run",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -68,6 +68,16 @@ def init_distributed_from_env(device: str | torch.device | None = None) -> tuple
         backend = "nccl" if resolve_device(device).type == "cuda" else "gloo"
         dist.init_process_group(backend)
     return _world()
+
+
+def close_distributed() -> None:
+    """Leave the process group that :func:`init_distributed_from_env` joined (nothing when none was joined). Call
+    it on every rank before the process ends: a gloo group still alive at interpreter exit can abort the process
+    ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @dataclass(frozen=True)

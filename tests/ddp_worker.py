@@ -6,7 +6,7 @@ import sys
 import torch
 
 import optuna_kshot as ok
-from optuna_kshot.training import init_distributed_from_env
+from optuna_kshot.training import close_distributed, init_distributed_from_env
 
 
 def tiny_setup(kind: str):
@@ -36,6 +36,7 @@ def main() -> None:
         warm = sum(1 for s in range(result.steps) if s < 0.25 * result.steps) if kind == "kshot" else 0
         torch.save({"state": supernet.state_dict(), "world": world, "images": result.images, "warm_steps": warm},
                    out)
+    close_distributed()
 
 
 if __name__ == "__main__":
