@@ -170,9 +170,10 @@ def summarise(scores: np.ndarray, truth: Sequence[float], index: np.ndarray, *, 
     return row, boot
 
 
-def claim(name: str, reference: str, diff: dict[str, Any]) -> str:
+def claim(name: str, reference: str, diff: dict[str, Any], where: str = "") -> str:
     """A sentence that says only what the interval supports, e.g.
-    ``"kshot2 - oneshot: +0.05 [-0.08, +0.17], not different"``."""
+    ``"kshot2 - oneshot: +0.05 [-0.08, +0.17], not different"``; ``where`` qualifies the comparison (e.g.
+    ``"within depth groups"``)."""
     low, high = diff["ci"]
     if not (np.isfinite(low) and np.isfinite(high)):
         verdict = "no interval"
@@ -182,7 +183,8 @@ def claim(name: str, reference: str, diff: dict[str, Any]) -> str:
         verdict = "lower"
     else:
         verdict = "not different"
-    return f"{name} - {reference}: {diff['point']:+.2f} [{low:+.2f}, {high:+.2f}], {verdict}"
+    what = f"{name} - {reference}" + (f" {where}" if where else "")
+    return f"{what}: {diff['point']:+.2f} [{low:+.2f}, {high:+.2f}], {verdict}"
 
 
 def _nanmean(values: Sequence[float]) -> float:

@@ -406,7 +406,7 @@ def analyse(rows: list[dict[str, Any]], gt: dict[str, Any], feats: dict[str, lis
         ceiling_ci = _stats.interval(_stats.tau_b_rows(per_seed[0][index], per_seed[1][index]))
     oneshot = next((r for r in rows if r["kind"] == "oneshot"), None)
     best_in = {}  # per grouping, the free predictor that ranks best inside the groups
-    for g in ("depth", "macs_bin"):
+    for g in groups:
         finite = [r for r in baselines if np.isfinite(r[f"tau_within_{g}"])]
         best_in[g] = max(finite, key=lambda r, g=g: r[f"tau_within_{g}"]) if finite else None
     for row in rows + baselines:
@@ -416,10 +416,10 @@ def analyse(rows: list[dict[str, Any]], gt: dict[str, Any], feats: dict[str, lis
             boots[row["kind"]], boots[best["kind"]], row["tau_mean"], best["tau_mean"])}
         row["tau_over_ceiling"] = row["tau_mean"] / ceiling if ceiling > 0 else float("nan")
         mine = boots_in[row["kind"]]
-        row["within_ci"] = {"depth": _stats.interval(mine["depth"]), "macs_bin": _stats.interval(mine["macs_bin"])}
+        row["within_ci"] = {g: _stats.interval(values) for g, values in mine.items()}
         row["diff_oneshot_within"] = {g: _stats.difference(
             mine[g], boots_in["oneshot"][g], row[f"tau_within_{g}"], oneshot[f"tau_within_{g}"])
-            for g in ("depth", "macs_bin")} if oneshot else None
+            for g in groups} if oneshot else None
         row["diff_best_free_within"] = {g: {"against": b["kind"], **_stats.difference(
             mine[g], boots_in[b["kind"]][g], row[f"tau_within_{g}"], b[f"tau_within_{g}"])}
             for g, b in best_in.items() if b is not None}
@@ -510,11 +510,11 @@ def claims(result: dict[str, Any]) -> list[str]:
         for g, where in (("depth", "within depth groups"), ("macs_bin", "within MACs quartiles")):
             inside = (r.get("diff_oneshot_within") or {}).get(g)
             if inside and r["kind"] != "oneshot":
-                out.append(_stats.claim(r["kind"], "oneshot", inside).replace(":", f" {where}:", 1))
+                out.append(_stats.claim(r["kind"], "oneshot", inside, where))
             free = (r.get("diff_best_free_within") or {}).get(g)
             if free:
-                out.append(_stats.claim(r["kind"], free["against"], free)
-                           .replace(":", f" {where} (the best free predictor there):", 1))
+                out.append(_stats.claim(r["kind"], free["against"], free,
+                                        f"{where} (the best free predictor there)"))
         out.append(_stats.claim(r["kind"], f"{result['best_free']} (best free predictor)", r["diff_best_free"]))
     return out
 

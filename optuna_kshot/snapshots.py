@@ -42,13 +42,12 @@ class LateSnapshots:
         self.keep = keep
         self.models: list[nn.Module] = []
         self.epochs: list[int] = []
-        self.images: list[int] = []
+        self.images: list[int] = []  # training images seen at each kept snapshot; the newest is the last call's
         self._longest = 0  # images of the longest epoch seen
-        self._last = 0  # images at the previous call
 
     def __call__(self, record: Any, model: nn.Module) -> None:
         module = getattr(model, "module", model)  # a DistributedDataParallel wrapper's model
-        seen, self._last = int(record.images) - self._last, int(record.images)
+        seen = int(record.images) - (self.images[-1] if self.images else 0)
         if self.models and 2 * seen < self._longest:  # a short tail epoch: replaces the snapshot before it
             del self.models[-1], self.epochs[-1], self.images[-1]
         self._longest = max(self._longest, seen)
